@@ -1,0 +1,157 @@
+"""Base classes of the four kinds of pipeline component.
+
+A component is a small class with a ``name``, a ``kind`` (the YAML stage key it
+serves), a pydantic ``Params`` model (defaults and one-line docs per field, unknown
+keys rejected) and one call method:
+
+=========== ================================================================
+kind        what it receives and returns
+=========== ================================================================
+align       ``__call__(stack: FocalStack, ctx) -> AlignedStack``
+focus       ``measure(frame) -> (H,W) float32`` per aligned frame (the base
+            class loops over frames); override ``__call__(aligned, ctx) ->
+            FocusVolume`` for operators that need neighbouring slices
+aggregate   ``__call__(volume: FocusVolume, aligned: AlignedStack, ctx) ->
+            DepthResult``
+regularize  ``__call__(result: DepthResult, volume: FocusVolume,
+            aligned: AlignedStack, ctx) -> DepthResult``
+=========== ================================================================
+
+Register components from a plugin module with the ``dffcore_register`` hook (see
+:mod:`dffcore.hookspec`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from .data import AlignedStack, DepthResult, FocalStack, FocusVolume
+
+logger = logging.getLogger(__name__)
+
+KINDS: tuple[str, ...] = ("align", "focus", "aggregate", "regularize")
+KIND_TITLES = {
+    "align": "aligner",
+    "focus": "focus measure",
+    "aggregate": "aggregator",
+    "regularize": "regularizer",
+}
+
+
+class Params(BaseModel):
+    """Base of every component's parameter model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: The frame whose pixel grid the outputs use: a name or a 0-based index.
+Reference = Literal["first", "middle", "last"] | Annotated[int, Field(ge=0)]
+
+
+def resolve_reference(reference: str | int, n: int) -> int:
+    """Turn a :data:`Reference` into a frame index of a stack of ``n`` frames."""
+    if reference == "first":
+        return 0
+    if reference == "middle":
+        return (n - 1) // 2
+    if reference == "last":
+        return n - 1
+    if not isinstance(reference, int) or not 0 <= reference < n:
+        from .errors import DffError
+
+        raise DffError(f"reference frame {reference} does not exist: the stack has {n} frames")
+    return reference
+
+
+@dataclass
+class Context:
+    """What the runner hands to every call besides the data.
+
+    ``progress(done, total)`` reports progress within the stage; ``jobs`` is the
+    number of worker threads a stage may use.
+    """
+
+    progress: Callable[[int, int], None] = lambda done, total: None
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    stage: str = ""
+
+
+class Component:
+    """Common part of all components. Subclasses set the class attributes."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    Params: ClassVar[type[Params]] = Params
+    #: the paper or source the component implements
+    citation: ClassVar[str] = ""
+    #: licence notes of third-party code the component runs (shown by `dff plugins`)
+    licence: ClassVar[str] = ""
+
+    def __init__(self, params: Params | dict[str, Any] | None = None) -> None:
+        if params is None:
+            params = self.Params()
+        elif isinstance(params, dict):
+            params = self.Params(**params)
+        self.params = params
+
+    @classmethod
+    def summary(cls) -> str:
+        """First line of the class docstring."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+
+class Aligner(Component):
+    kind: ClassVar[str] = "align"
+
+    def __call__(self, stack: FocalStack, ctx: Context) -> AlignedStack:
+        raise NotImplementedError
+
+
+class FocusMeasure(Component):
+    kind: ClassVar[str] = "focus"
+
+    def measure(self, frame: np.ndarray) -> np.ndarray:
+        """Sharpness of one aligned frame (H,W[,C], native dtype) as (H,W) float32."""
+        raise NotImplementedError
+
+    def __call__(self, aligned: AlignedStack, ctx: Context) -> FocusVolume:
+        n, h, w = aligned.frames.shape[:3]
+        data = np.empty((n, h, w), np.float32)
+        for i in range(n):
+            data[i] = self.measure(aligned.frames[i])
+            ctx.progress(i + 1, n)
+        return FocusVolume(data, aligned.valid)
+
+
+class Aggregator(Component):
+    kind: ClassVar[str] = "aggregate"
+
+    def __call__(self, volume: FocusVolume, aligned: AlignedStack, ctx: Context) -> DepthResult:
+        raise NotImplementedError
+
+
+class Regularizer(Component):
+    kind: ClassVar[str] = "regularize"
+
+    def __call__(
+        self, result: DepthResult, volume: FocusVolume, aligned: AlignedStack, ctx: Context
+    ) -> DepthResult:
+        raise NotImplementedError
+
+
+BASES: dict[str, type[Component]] = {
+    "align": Aligner,
+    "focus": FocusMeasure,
+    "aggregate": Aggregator,
+    "regularize": Regularizer,
+}

@@ -1,0 +1,38 @@
+"""Hook specifications: the whole plugin interface of dffcore.
+
+A plugin is a module (or object) reached through the ``dffcore`` entry-point group
+that implements these hooks with :data:`dffcore.hookimpl`::
+
+    # pyproject.toml of your package
+    [project.entry-points.dffcore]
+    mymeasures = "my_package.dff_plugin"
+
+    # my_package/dff_plugin.py
+    from dffcore import hookimpl
+
+    @hookimpl
+    def dffcore_register(registry):
+        registry.add(MyFocusMeasure)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .registry import Registrar
+
+PROJECT = "dffcore"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def dffcore_register(registry: Registrar) -> None:
+    """Register components: call ``registry.add(ComponentClass)`` once per class.
+
+    Importing the plugin module must stay cheap (no torch or other heavy imports at
+    module level): ``dff plugins`` imports every plugin to list it.
+    """

@@ -1,0 +1,183 @@
+"""Write a run's results to an output folder (the output contract), atomically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import DffError
+from .io import atomic_write_bytes, write_image, write_npy
+from .registry import default_registry
+from .runner import Run
+
+INDEX_MEANING = (
+    "fractional index into the frames in the order they were read "
+    "(0 = first frame: natural sort of file names, reversed if requested), "
+    "in the reference frame's pixel grid"
+)
+
+
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create the output folder (and parents); a one-line error if that is impossible."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DffError(f"{path}: the output folder is an existing file; name a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DffError(f"{path}: cannot create the output folder: {exc.strerror or exc}") from None
+    return path
+
+
+def depth_png(index: np.ndarray, n: int) -> np.ndarray:
+    """16-bit depth image: value = index × 65535 / (N − 1)."""
+    scale = 65535.0 / max(n - 1, 1)
+    return np.clip(np.rint(index * scale), 0, 65535).astype(np.uint16)
+
+
+def colour_depth(index: np.ndarray, n: int) -> np.ndarray:
+    """RGB colour-mapped depth (viridis, near = dark) with a colour bar and tick labels."""
+    h, w = index.shape
+    norm = np.clip(index / max(n - 1, 1), 0, 1)
+    img = cv2.applyColorMap((norm * 255 + 0.5).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    bar_w, pad = max(12, w // 40), 6
+    font, fs = cv2.FONT_HERSHEY_SIMPLEX, max(0.3, min(0.6, h / 700))
+    text_w = int(cv2.getTextSize(f"{n - 1}", font, fs, 1)[0][0]) + 8
+    canvas = np.full((h, w + pad + bar_w + text_w + pad, 3), 255, np.uint8)
+    canvas[:, :w] = img
+    m = max(8, h // 20)  # vertical margin for labels
+    ramp = np.linspace(0, 255, max(h - 2 * m, 2)).astype(np.uint8)[:, None]
+    bar = cv2.applyColorMap(np.repeat(ramp, bar_w, axis=1), cv2.COLORMAP_VIRIDIS)
+    x0 = w + pad
+    canvas[m : m + bar.shape[0], x0 : x0 + bar_w] = bar
+    ticks = sorted({0, (n - 1) // 2, n - 1}) if n > 1 else [0]
+    for t in ticks:
+        y = m + round(t / max(n - 1, 1) * (bar.shape[0] - 1))
+        cv2.line(canvas, (x0 + bar_w, y), (x0 + bar_w + 3, y), (0, 0, 0), 1)
+        cv2.putText(canvas, str(t), (x0 + bar_w + 5, y + 4), font, fs, (0, 0, 0), 1, cv2.LINE_AA)
+    return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
+
+
+def _versions(run: Run) -> dict[str, Any]:
+    reg = default_registry()
+    used = []
+    for stage in run.spec.stages():
+        try:
+            src = reg.get(stage.kind, stage.name).source
+            used.append(
+                {
+                    "stage": stage.path,
+                    "name": stage.name,
+                    "plugin": src.plugin,
+                    "distribution": src.distribution,
+                    "version": src.version,
+                }
+            )
+        except DffError:
+            used.append({"stage": stage.path, "name": stage.name})
+    pkgs = {}
+    for dist in (
+        "dffcore",
+        "numpy",
+        "opencv-python-headless",
+        "scikit-image",
+        "pydantic",
+        "gco-wrapper",
+        "PyMaxflow",
+    ):
+        try:
+            pkgs[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": platform.python_version(), "packages": pkgs, "components": used}
+
+
+def run_record(
+    run: Run, *, spec_file: str | None = None, reversed_: bool = False
+) -> dict[str, Any]:
+    stack, aligned, result = run.stack, run.aligned, run.result
+    ref = aligned.reference
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "spec_file": spec_file,
+        "spec": run.spec.to_dict(),
+        "versions": _versions(run),
+        "stack": {
+            "frames": [str(p) for p in stack.paths],
+            "count": stack.n,
+            "height": stack.shape[0],
+            "width": stack.shape[1],
+            "channels": int(stack.frames.shape[3]),
+            "dtype": str(stack.frames.dtype),
+            "reversed": reversed_,
+            "focus_distances": None
+            if stack.focus_distances is None
+            else [float(d) for d in stack.focus_distances],
+            "focus_unit": stack.focus_unit,
+        },
+        "reference_frame": ref,
+        "reference_file": str(stack.paths[ref]) if ref < len(stack.paths) else None,
+        "index_meaning": INDEX_MEANING,
+        "depth_png": f"uint16 = round(index * 65535 / {max(stack.n - 1, 1)})",
+        "stages": [
+            {
+                "stage": r.stage,
+                "name": r.name,
+                "seconds": round(r.seconds, 4),
+                "peak_rss_mb": round(r.peak_rss_mb, 1),
+            }
+            for r in run.records
+        ],
+        "seconds_total": round(run.seconds, 4),
+        "alignment": aligned.diagnostics,
+        "unreliable_pixels": int((result.confidence == 0).sum()),
+        "diagnostics": result.diagnostics,
+    }
+
+
+def write_outputs(
+    run: Run, out_dir: str | Path, *, spec_file: str | None = None, reversed_: bool = False
+) -> list[Path]:
+    """Write every file of the output contract; each file appears complete or not at all."""
+    out = prepare_output_dir(out_dir)
+    result, n = run.result, run.stack.n
+    written = []
+
+    def put(name: str, writer: Any, data: Any) -> None:
+        writer(out / name, data)
+        written.append(out / name)
+
+    put("depth_index.npy", write_npy, result.index)
+    put("confidence.npy", write_npy, result.confidence)
+    put("depth.png", write_image, depth_png(result.index, n))
+    put("depth_color.png", write_image, colour_depth(result.index, n))
+    put("confidence.png", write_image, (result.confidence * 255 + 0.5).astype(np.uint8))
+    aif = result.all_in_focus
+    if aif.dtype not in (np.uint8, np.uint16):  # float stacks: store 16-bit
+        aif = np.clip(aif * 65535 + 0.5, 0, 65535).astype(np.uint16)
+    put("all_in_focus.png", write_image, aif)
+    if result.depth is not None:
+        put("depth.npy", write_npy, result.depth)
+    record = run_record(run, spec_file=spec_file, reversed_=reversed_)
+    record["outputs"] = sorted(p.name for p in [*written, out / "run.json"])
+    text = json.dumps(record, indent=2, default=_json_default) + "\n"
+    atomic_write_bytes(out / "run.json", text.encode("utf-8"))
+    written.append(out / "run.json")
+    return written
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)

@@ -1,0 +1,286 @@
+"""Pipeline specs: YAML in, validated :class:`PipelineSpec` out.
+
+Every problem is reported with its YAML path (``regularize[0].params.lambda``), what
+is wrong and what would be valid; all problems of a file are reported at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .components import KIND_TITLES, Component
+from .errors import DffError, SpecError, did_you_mean
+from .registry import Registry, default_registry
+
+STAGE_KEYS = ("align", "focus", "aggregate", "regularize")
+TOP_KEYS = (*STAGE_KEYS, "description")
+STAGE_FIELDS = ("name", "params")
+DEFAULTS: dict[str, Any] = {
+    "align": {"name": "none"},
+    "focus": {"name": "log"},
+    "aggregate": {"name": "argmax"},
+    "regularize": [],
+}
+
+
+@dataclass
+class StageSpec:
+    kind: str
+    name: str
+    params: Any  # the component's validated Params instance
+    path: str  # YAML path, e.g. "regularize[0]"
+    cls: type[Component]
+
+    def build(self) -> Component:
+        return self.cls(self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": self.params.model_dump(mode="json")}
+
+
+@dataclass
+class PipelineSpec:
+    align: StageSpec
+    focus: StageSpec
+    aggregate: StageSpec
+    regularize: list[StageSpec] = field(default_factory=list)
+    description: str = ""
+    source: str = "<dict>"
+
+    def stages(self) -> list[StageSpec]:
+        return [self.align, self.focus, self.aggregate, *self.regularize]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved spec, every default filled in (YAML/JSON ready)."""
+        out: dict[str, Any] = {}
+        if self.description:
+            out["description"] = self.description
+        out["align"] = self.align.to_dict()
+        out["focus"] = self.focus.to_dict()
+        out["aggregate"] = self.aggregate.to_dict()
+        out["regularize"] = [s.to_dict() for s in self.regularize]
+        return out
+
+
+def builtin_pipelines() -> dict[str, Path]:
+    """Name -> path of every pipeline shipped with dffcore."""
+    try:  # installed: the repository's pipelines/ folder is the package dffcore.pipelines
+        root = Path(str(resources.files("dffcore.pipelines")))
+    except (ModuleNotFoundError, TypeError):
+        root = Path(__file__).resolve().parent.parent / "pipelines"  # source checkout
+    if not root.is_dir():
+        root = Path(__file__).resolve().parent.parent / "pipelines"
+    return {p.stem: p for p in sorted(root.glob("*.yaml"))} if root.is_dir() else {}
+
+
+def find_pipeline(name_or_path: str | Path) -> Path:
+    """A pipeline file: an existing path, or the name of a built-in pipeline (``classic``)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path
+    known = builtin_pipelines()
+    if str(name_or_path) in known:
+        return known[str(name_or_path)]
+    raise DffError(
+        f"{name_or_path}: no such pipeline file or built-in pipeline "
+        f"(built-in: {', '.join(sorted(known)) or 'none'})"
+    )
+
+
+# -- overrides -----------------------------------------------------------------
+_PART = re.compile(r"([A-Za-z_][\w-]*)((?:\[\d+\])*)")
+
+
+def _split_path(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for chunk in path.split("."):
+        m = _PART.fullmatch(chunk)
+        if not m:
+            raise DffError(f"--set {path}: '{chunk}' is not a valid key (use a.b[0].c=value)")
+        parts.append(m.group(1))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return parts
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``a.b[0].c=value`` to ``data`` in place; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise DffError(f"--set {assignment}: expected KEY=VALUE, e.g. focus.params.ksize=7")
+    key, raw = assignment.split("=", 1)
+    parts = _split_path(key.strip())
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise DffError(f"--set {key}: index [{part}] does not exist")
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise DffError(f"--set {key}: '{part}' is not inside a mapping")
+        if node.get(part) is None:
+            node[part] = [] if isinstance(nxt, int) else {}
+        if isinstance(node[part], str) and part in STAGE_KEYS:  # `focus: log` shorthand
+            node[part] = {"name": node[part]}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last > len(node):
+            raise DffError(f"--set {key}: index [{last}] does not exist")
+        if last == len(node):
+            node.append(value)
+        else:
+            node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise DffError(f"--set {key}: '{last}' is not inside a mapping")
+
+
+# -- loading -------------------------------------------------------------------
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a pipeline YAML file into a dict; one-line errors for unreadable files."""
+    path = Path(path)
+    label = str(path)
+    if not path.exists():
+        raise DffError(f"{label}: no such pipeline file")
+    if path.is_dir():
+        raise DffError(f"{label}: is a folder, expected a pipeline YAML file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DffError(f"{label}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DffError(f"{label}: YAML syntax error{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise DffError(f"{label}: expected a mapping of stages ({', '.join(STAGE_KEYS)})")
+    return data
+
+
+def load_spec(
+    source: str | Path | dict[str, Any],
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    registry: Registry | None = None,
+) -> PipelineSpec:
+    """Load and validate a pipeline from a YAML file or a dict, applying ``--set`` overrides."""
+    if isinstance(source, dict):
+        data, label = copy.deepcopy(source), "<spec>"
+    else:
+        data, label = read_yaml(source), str(source)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate(data, label=label, registry=registry)
+
+
+def validate(
+    data: dict[str, Any], *, label: str = "<spec>", registry: Registry | None = None
+) -> PipelineSpec:
+    """Validate a spec dict; raise :class:`SpecError` with every problem found."""
+    registry = registry or default_registry()
+    problems: list[str] = []
+
+    def problem(path: str, message: str) -> None:
+        problems.append(f"{label}: {path}: {message}")
+
+    for key in data:
+        if key not in TOP_KEYS:
+            problem(
+                str(key),
+                f"unknown key.{did_you_mean(str(key), TOP_KEYS)} Valid keys: {', '.join(TOP_KEYS)}",
+            )
+
+    def stage(kind: str, raw: Any, path: str) -> StageSpec | None:
+        if isinstance(raw, str):
+            raw = {"name": raw}
+        if not isinstance(raw, dict):
+            problem(path, f"expected a mapping with 'name' and 'params', got {_show(raw)}")
+            return None
+        for key in raw:
+            if key not in STAGE_FIELDS:
+                problem(f"{path}.{key}", f"unknown key. Valid keys: {', '.join(STAGE_FIELDS)}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            choices = ", ".join(registry.names(kind))
+            problem(f"{path}.name", f"missing {KIND_TITLES[kind]} name. Available: {choices}")
+            return None
+        try:
+            entry = registry.get(kind, name)
+        except DffError as exc:
+            problem(f"{path}.name", str(exc))
+            return None
+        params = raw.get("params") or {}
+        if not isinstance(params, dict):
+            problem(f"{path}.params", f"expected a mapping, got {_show(params)}")
+            return None
+        try:
+            validated = entry.cls.Params(**params)
+        except ValidationError as exc:
+            for err in exc.errors():
+                problems.append(_param_problem(label, path, entry.cls, err))
+            return None
+        return StageSpec(kind, name, validated, path, entry.cls)
+
+    stages: dict[str, Any] = {}
+    for kind in ("align", "focus", "aggregate"):
+        stages[kind] = stage(kind, data.get(kind, DEFAULTS[kind]), kind)
+    regs = data.get("regularize", [])
+    if regs is None:
+        regs = []
+    if not isinstance(regs, list):
+        regs = [regs] if isinstance(regs, (dict, str)) else regs
+    if not isinstance(regs, list):
+        problem("regularize", f"expected a list of stages, got {_show(regs)}")
+        regs = []
+    stages["regularize"] = [stage("regularize", r, f"regularize[{i}]") for i, r in enumerate(regs)]
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problem("description", f"expected text, got {_show(description)}")
+    if problems:
+        raise SpecError(problems)
+    return PipelineSpec(
+        align=stages["align"],
+        focus=stages["focus"],
+        aggregate=stages["aggregate"],
+        regularize=stages["regularize"],
+        description=description if isinstance(description, str) else "",
+        source=label,
+    )
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _param_problem(label: str, path: str, cls: type[Component], err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    where = f"{path}.params.{loc}" if loc else f"{path}.params"
+    fields = list(cls.Params.model_fields)
+    if err.get("type") == "extra_forbidden":
+        key = str(err["loc"][0])
+        hint = did_you_mean(key, fields)
+        valid = ", ".join(fields) or "(none)"
+        return f"{label}: {where}: unknown parameter of {cls.name}.{hint} Valid: {valid}"
+    msg = err.get("msg", "invalid value")
+    msg = msg[0].lower() + msg[1:] if msg else msg
+    return f"{label}: {where}: {msg} (got {_show(err.get('input'))})"
