@@ -183,6 +183,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def encode_image(image: np.ndarray, ext: str = ".png") -> bytes:
     """Encode an RGB, grey or (H,W,1) image (uint8 or uint16) to PNG/JPEG/TIFF bytes."""
+    if image.dtype not in (np.uint8, np.uint16):
+        raise DffError(f"cannot write a {image.dtype} image: convert to uint8 or uint16 first")
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     elif image.ndim == 3:

@@ -7,6 +7,7 @@ aggregators, ``regularize/`` regularisers: one module per component.
 from __future__ import annotations
 
 from dffcore import hookimpl
+from dffcore.registry import Registrar
 
 from .aggregate.argmax import Argmax
 from .align.homography import Homography
@@ -19,6 +20,6 @@ COMPONENTS = (NoAlign, Homography, LoG, Argmax, GraphCut, WeightedMedian)
 
 
 @hookimpl
-def dffcore_register(registry) -> None:
+def dffcore_register(registry: Registrar) -> None:
     for cls in COMPONENTS:
         registry.add(cls)

@@ -32,8 +32,8 @@ class GraphCutParams(Params):
     cycles: int = Field(
         1, ge=-1, description="expansion cycles over all labels; -1 = until convergence"
     )
-    init: Literal["data", "zero"] = Field(
-        "data", description="initial labels: the data term's minimum, or all 0 (gco's default)"
+    init: Literal["zero", "data"] = Field(
+        "zero", description="initial labels: all 0 (gco's default), or the data term's minimum"
     )
     tile: int = Field(
         128, ge=0, description="solve in tiles of this size in parallel threads; 0 = whole image"
@@ -71,7 +71,7 @@ class GraphCut(Regularizer):
         diag = {
             "energy": energy,
             "cycles": p.cycles,
-            "tiles": p.tile,
+            "tile": p.tile,
             "seconds": round(time.perf_counter() - t0, 3),
         }
         logger.info("graphcut: energy %d", energy)

@@ -1,0 +1,46 @@
+"""Shared fixtures: small synthetic stacks (rendered, never downloaded) and paths."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dffcore.synth import SynthStack, render_stack, write_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+PIPELINES = ROOT / "pipelines"
+
+
+def dff(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run the ``dff`` command line in a subprocess, as a user would."""
+    exe = shutil.which("dff", path=str(Path(sys.executable).parent)) or shutil.which("dff")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "dffcore.cli", *args]
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
+
+
+def data_folder(name: str) -> Path:
+    path = DATA / name
+    if not path.is_dir():
+        pytest.skip(f"sample stack {name} not available: {path} is missing (../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth() -> SynthStack:
+    """A small synthetic stack with ground truth: 8 frames, 96x128."""
+    return render_stack("default", n_frames=8, size=(96, 128), seed=1)
+
+
+@pytest.fixture(scope="session")
+def synth_dir(synth: SynthStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``synth`` written as a stack folder (frames, focus distances, ground truth)."""
+    folder = tmp_path_factory.mktemp("synth") / "stack"
+    write_stack(synth, folder)
+    return folder

@@ -1,0 +1,191 @@
+"""Plugin discovery: third-party packages, broken plugins, duplicates, listing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from dffcore import hookimpl, load_spec, read_stack, run_pipeline
+from dffcore.components import FocusMeasure
+from dffcore.errors import DffError
+from dffcore.registry import Registry, Source
+
+from .conftest import ROOT, dff
+
+FIXTURE = ROOT / "tests" / "fixtures" / "dff-example-measure"
+
+
+def _plugin_module(*classes: type) -> types.ModuleType:
+    mod = types.ModuleType("fake_plugin")
+
+    @hookimpl
+    def dffcore_register(registry) -> None:
+        for cls in classes:
+            registry.add(cls)
+
+    mod.dffcore_register = dffcore_register
+    return mod
+
+
+class Flat(FocusMeasure):
+    """Returns zeros."""
+
+    name = "log"  # clashes with the built-in
+
+    def measure(self, frame: np.ndarray) -> np.ndarray:
+        return np.zeros(frame.shape[:2], np.float32)
+
+
+def test_builtins_come_through_the_entry_point_group() -> None:
+    reg = Registry()
+    reg.load_entry_points(third_party=False)
+    entry = reg.get("focus", "log")
+    assert entry.source.distribution == "dffcore"
+    assert {"homography", "none"} <= set(reg.names("align"))
+    assert reg.names("regularize") == ["graphcut", "weighted-median"]
+
+
+def test_duplicate_names_are_an_error_naming_both_sources() -> None:
+    reg = Registry()
+    reg.load_entry_points(third_party=False)
+    reg.register(_plugin_module(Flat), Source("clash", "clashing-dist", "9.9"))
+    with pytest.raises(DffError) as err:
+        reg.get("focus", "log")
+    msg = str(err.value)
+    assert "dffcore" in msg and "clashing-dist" in msg
+    assert any("defined twice" in e.message for e in reg.errors)
+    assert reg.get("align", "homography")  # the others still work
+
+
+def test_broken_plugin_is_reported_and_the_rest_still_load() -> None:
+    reg = Registry()
+    reg.load_entry_points(third_party=False)
+
+    bad = types.ModuleType("bad_plugin")
+
+    @hookimpl
+    def dffcore_register(registry) -> None:
+        raise RuntimeError("boom")
+
+    bad.dffcore_register = dffcore_register
+    reg.register(bad, Source("bad", "bad-dist", "1"))
+    assert [e.plugin for e in reg.errors] == ["bad (bad-dist 1)"]
+    assert "boom" in reg.errors[0].message
+    assert "log" in reg.names("focus")
+
+
+def test_unknown_name_suggests_the_closest() -> None:
+    reg = Registry()
+    reg.load_entry_points(third_party=False)
+    with pytest.raises(DffError, match=r"unknown focus measure 'lgo'. Did you mean 'log'\?"):
+        reg.get("focus", "lgo")
+
+
+@pytest.fixture(scope="module")
+def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture package really built and installed (pip, no network) into a folder."""
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("src") / "pkg"
+    subprocess.run(["cp", "-r", str(FIXTURE), str(build)], check=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--target",
+            str(target),
+            str(build),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return target
+
+
+def test_third_party_measure_is_listed_with_its_distribution(installed_plugin: Path) -> None:
+    proc = dff("plugins", "--kind", "focus", "--json", env={"PYTHONPATH": str(installed_plugin)})
+    assert proc.returncode == 0, proc.stderr
+    items = {c["name"]: c for c in json.loads(proc.stdout)["components"]}
+    assert items["example-gradient"]["distribution"] == "dff-example-measure"
+    assert items["example-gradient"]["version"] == "0.3.1"
+    assert items["example-gradient"]["params"][0]["name"] == "window"
+    text = dff("plugins", "--kind", "focus", env={"PYTHONPATH": str(installed_plugin)}).stdout
+    assert "example-gradient" in text and "dff-example-measure 0.3.1" in text
+
+
+def test_pipeline_uses_third_party_measure_by_name(
+    installed_plugin: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    spec = tmp_path / "p.yaml"
+    spec.write_text(
+        yaml.safe_dump({"focus": {"name": "example-gradient", "params": {"window": 7}}})
+    )
+    out = tmp_path / "out"
+    proc = dff(
+        "run",
+        str(spec),
+        str(synth_dir),
+        "-o",
+        str(out),
+        "-q",
+        env={"PYTHONPATH": str(installed_plugin)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((out / "run.json").read_text())
+    focus = next(c for c in record["versions"]["components"] if c["stage"] == "focus")
+    assert focus["distribution"] == "dff-example-measure"
+    assert record["spec"]["focus"] == {"name": "example-gradient", "params": {"window": 7}}
+    truth = np.load(synth_dir / "ground_truth" / "index.npy")
+    index = np.load(out / "depth_index.npy")
+    assert np.median(np.abs(index - truth)) < 1.0  # the measure really drove the result
+
+
+def test_plugin_autoload_can_be_disabled(installed_plugin: Path) -> None:
+    env = {"PYTHONPATH": str(installed_plugin), "DFFCORE_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = dff("plugins", "--kind", "focus", "--json", env=env)
+    names = {c["name"] for c in json.loads(proc.stdout)["components"]}
+    assert "example-gradient" not in names and "log" in names
+
+
+def test_listing_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys, dffcore.registry as r; r.default_registry();"
+        "print(sorted(m for m in ('torch','gco','maxflow','torchvision') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_api_runs_with_an_explicit_registry(synth_dir: Path) -> None:
+    reg = Registry()
+    reg.load_entry_points(third_party=False)
+
+    class Lap(FocusMeasure):
+        """Squared Laplacian."""
+
+        name = "lap2"
+
+        def measure(self, frame: np.ndarray) -> np.ndarray:
+            import cv2
+
+            g = frame[..., 1].astype(np.float32)
+            return cv2.Laplacian(g, cv2.CV_32F) ** 2
+
+    reg.register(_plugin_module(Lap), "test")
+    spec = load_spec({"focus": "lap2"}, registry=reg)
+    run = run_pipeline(spec, read_stack(synth_dir))
+    assert run.result.index.shape == (96, 128)
