@@ -13,7 +13,6 @@ close the default (one expansion cycle) comes to that energy.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time

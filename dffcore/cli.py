@@ -221,6 +221,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     files = write_outputs(run, out / "result", spec_file=str(pipeline))
+    from .convert import to_uint8
+    from .io import write_image
+    from .outputs import colour_depth, side_by_side
+
+    n = stack.n
+    summary = side_by_side(
+        [
+            stack.frames[0],
+            to_uint8(run.result.all_in_focus),
+            colour_depth(run.result.index, n),
+            colour_depth(synth.index, n),
+        ],
+        [f"frame 0 (of {n})", "all-in-focus", f"depth ({pipeline.stem})", "ground truth"],
+    )
+    write_image(out / "result" / "summary.png", summary)
+    files.append(out / "result" / "summary.png")
     err = run.result.index - synth.index
     mae, rmse = float(np.abs(err).mean()), float(np.sqrt((err**2).mean()))
     within = float((np.abs(err) <= 1).mean() * 100)

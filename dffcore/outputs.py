@@ -65,6 +65,22 @@ def colour_depth(index: np.ndarray, n: int) -> np.ndarray:
     return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)
 
 
+def side_by_side(images: list[np.ndarray], titles: list[str]) -> np.ndarray:
+    """RGB uint8 panels in a row, each titled, for a quick look at a result."""
+    h = max(im.shape[0] for im in images)
+    font, fs = cv2.FONT_HERSHEY_SIMPLEX, max(0.4, h / 600)
+    bar = int(28 * fs / 0.5)
+    panels = []
+    for im, title in zip(images, titles, strict=True):
+        if im.ndim == 2 or im.shape[2] == 1:
+            im = np.repeat(im.reshape(im.shape[0], im.shape[1], 1), 3, axis=2)
+        pad = np.full((h + bar, im.shape[1] + 8, 3), 255, np.uint8)
+        pad[bar : bar + im.shape[0], 4 : 4 + im.shape[1]] = im
+        cv2.putText(pad, title, (6, int(bar * 0.7)), font, fs, (0, 0, 0), 1, cv2.LINE_AA)
+        panels.append(pad)
+    return np.concatenate(panels, axis=1)
+
+
 def _versions(run: Run) -> dict[str, Any]:
     reg = default_registry()
     used = []

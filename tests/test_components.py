@@ -11,8 +11,10 @@ from dffcore_plugins.focus.log import LoG
 from dffcore_plugins.regularize.graphcut import (
     GraphCut,
     GraphCutParams,
+    build_unary,
     check_gco_energy,
     grid_energy,
+    solve_gco,
     solve_tiled,
 )
 from dffcore_plugins.regularize.weighted_median import CLASSIC_WEIGHTS, weighted_median
@@ -121,9 +123,18 @@ def test_graphcut_recovers_a_noisy_step_and_lowers_the_energy() -> None:
     assert out.diagnostics["graphcut"]["energy"] > 0
 
 
-def test_tiled_solve_reaches_the_whole_image_energy() -> None:
-    from dffcore_plugins.regularize.graphcut import build_unary
+def test_reported_energy_is_gcos_own_energy() -> None:
+    vol = _step_volume(noise=1.0, seed=5)
+    unary = build_unary(vol, 1.0, 100)
+    # whatever the memory layout of the unary, gco must see the same costs as numpy
+    view = np.ascontiguousarray(unary.transpose(2, 0, 1)).transpose(1, 2, 0)
+    assert not view.flags.c_contiguous
+    pair = np.abs(np.subtract.outer(np.arange(9), np.arange(9))).astype(np.int32) * 3
+    labels, energy = solve_gco(view, pair, GraphCutParams(cycles=2))
+    assert grid_energy(unary, labels, 3) == energy
 
+
+def test_tiled_solve_reaches_the_whole_image_energy() -> None:
     vol = _step_volume(noise=1.0, seed=2)
     unary = build_unary(vol, 0, 100)
     pair = np.abs(np.subtract.outer(np.arange(9), np.arange(9))).astype(np.int32) * 5

@@ -147,7 +147,7 @@ def solve_tiled(unary: np.ndarray, pair: np.ndarray, p: GraphCutParams, ctx: Con
             max(0, x - ov),
             min(w, x + size + ov),
         )
-        sub = _solve_gco(np.ascontiguousarray(unary[y0:y1, x0:x1]), pair, p)
+        sub, _ = solve_gco(unary[y0:y1, x0:x1], pair, p)
         labels[y : y + size, x : x + size] = sub[y - y0 : y - y0 + size, x - x0 : x - x0 + size]
 
     workers = max(1, min(ctx.jobs, len(tiles)))
@@ -158,7 +158,13 @@ def solve_tiled(unary: np.ndarray, pair: np.ndarray, p: GraphCutParams, ctx: Con
     return labels
 
 
-def _solve_gco(unary: np.ndarray, pair: np.ndarray, p: GraphCutParams) -> np.ndarray:
+def solve_gco(unary: np.ndarray, pair: np.ndarray, p: GraphCutParams) -> tuple[np.ndarray, int]:
+    """One gco solve of an (H,W,N) int32 unary; returns the labels and gco's own energy.
+
+    gco reads the raw memory of the arrays it is given: the unary is made C-contiguous
+    here, since a transposed view would silently be read in the wrong order.
+    """
+    unary = np.ascontiguousarray(unary, dtype=np.int32)
     try:
         import gco
         from gco.cgco import _cgco
@@ -185,6 +191,6 @@ def _solve_gco(unary: np.ndarray, pair: np.ndarray, p: GraphCutParams) -> np.nda
             g.expansion(p.cycles)
         else:
             g.swap(p.cycles)
-        return g.get_labels().reshape(h, w)
+        return g.get_labels().reshape(h, w), int(g.compute_energy())
     finally:
         g.destroy_graph()
