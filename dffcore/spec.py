@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +70,16 @@ class PipelineSpec:
 
 
 def builtin_pipelines() -> dict[str, Path]:
-    """Name -> path of every pipeline shipped with dffcore."""
-    try:  # installed: the repository's pipelines/ folder is the package dffcore.pipelines
-        root = Path(str(resources.files("dffcore.pipelines")))
-    except (ModuleNotFoundError, TypeError):
-        root = Path(__file__).resolve().parent.parent / "pipelines"  # source checkout
-    if not root.is_dir():
-        root = Path(__file__).resolve().parent.parent / "pipelines"
-    return {p.stem: p for p in sorted(root.glob("*.yaml"))} if root.is_dir() else {}
+    """Name -> path of every pipeline shipped with dffcore.
+
+    Installed, the repository's ``pipelines/`` folder is ``dffcore/pipelines/``; in a
+    source checkout it sits next to the ``dffcore/`` folder.
+    """
+    here = Path(__file__).resolve().parent
+    for root in (here / "pipelines", here.parent / "pipelines"):
+        if root.is_dir():
+            return {p.stem: p for p in sorted(root.glob("*.yaml"))}
+    return {}
 
 
 def find_pipeline(name_or_path: str | Path) -> Path:

@@ -1,7 +1,8 @@
 """dffcore's built-in components, registered through the ``dffcore`` entry-point group.
 
 Where things live: ``align/`` aligners, ``focus/`` focus measures, ``aggregate/``
-aggregators, ``regularize/`` regularisers: one module per component.
+aggregators, ``regularize/`` regularisers: one module per component, and each
+subpackage's ``COMPONENTS`` lists its classes.
 """
 
 from __future__ import annotations
@@ -9,14 +10,9 @@ from __future__ import annotations
 from dffcore import hookimpl
 from dffcore.registry import Registrar
 
-from .aggregate.argmax import Argmax
-from .align.homography import Homography
-from .align.none import NoAlign
-from .focus.log import LoG
-from .regularize.graphcut import GraphCut
-from .regularize.weighted_median import WeightedMedian
+from . import aggregate, align, focus, regularize
 
-COMPONENTS = (NoAlign, Homography, LoG, Argmax, GraphCut, WeightedMedian)
+COMPONENTS = (*align.COMPONENTS, *focus.COMPONENTS, *aggregate.COMPONENTS, *regularize.COMPONENTS)
 
 
 @hookimpl

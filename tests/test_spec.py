@@ -9,7 +9,7 @@ import pytest
 from dffcore.errors import DffError, SpecError
 from dffcore.spec import apply_override, builtin_pipelines, find_pipeline, load_spec
 
-from .conftest import PIPELINES
+from .conftest import PIPELINES, dff
 
 
 def test_missing_stages_get_defaults_and_resolved_spec_is_complete() -> None:
@@ -79,6 +79,12 @@ def test_even_ksize_is_rejected_with_its_path() -> None:
 def test_stage_must_be_a_mapping() -> None:
     with pytest.raises(SpecError, match=r"aggregate: expected a mapping"):
         load_spec({"aggregate": 3})
+
+
+def test_installed_command_finds_builtin_pipelines_from_any_folder(tmp_path: Path) -> None:
+    proc = dff("validate", "classic", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "classic.yaml: OK" in proc.stdout
 
 
 def test_builtin_pipelines_are_found_by_name(tmp_path: Path) -> None:

@@ -1,0 +1,6 @@
+"""Aligners: bring every frame into the reference frame's pixel grid."""
+
+from .homography import Homography
+from .none import NoAlign
+
+COMPONENTS = (NoAlign, Homography)
