@@ -67,6 +67,8 @@ class AlignedStack:
     transforms: list[Any] = field(default_factory=list)
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
     source: FocalStack | None = None
+    #: (x, y, w, h) of the reference grid the frames were cropped to, if cropped
+    crop: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
         _check_frames(self.frames)

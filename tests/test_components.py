@@ -188,7 +188,7 @@ def test_homography_failure_names_the_frame() -> None:
     frames = np.zeros((3, 60, 80, 3), np.uint8)
     frames[0] = rng.integers(0, 255, (60, 80, 3))
     stack = FocalStack(frames)  # frames 1 and 2 are blank: no features
-    with pytest.raises(DffError, match=r"frame 1 .*alignment failed.*fallback"):
+    with pytest.raises(DffError, match=r"frame 1 .*alignment to frame 0 failed.*fallback"):
         Homography()(stack, Context())
     out = Homography({"fallback": "identity"})(stack, Context())
     assert np.allclose(out.transforms[2], np.eye(3))

@@ -15,7 +15,7 @@ from .conftest import PIPELINES, dff
 def test_missing_stages_get_defaults_and_resolved_spec_is_complete() -> None:
     spec = load_spec({})
     resolved = spec.to_dict()
-    assert resolved["align"] == {"name": "none", "params": {}}
+    assert resolved["align"] == {"name": "none", "params": {"photometric": "none"}}
     assert resolved["focus"]["name"] == "log"
     assert resolved["focus"]["params"] == {
         "gaussian_ksize": 5,

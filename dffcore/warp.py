@@ -1,0 +1,137 @@
+"""Geometry shared by every aligner: transforms, their composition, warping, validity.
+
+A *transform* of frame ``i`` maps reference-frame pixel coordinates to frame ``i``'s
+coordinates. It is either a 3x3 homography (affine and similarity transforms are
+homographies too) or a dense *map* ``(H,W,2) float32`` holding, for each reference
+pixel, the (x, y) position in frame ``i`` (what ``cv2.remap`` samples); NaN marks a
+pixel with no correspondence (occluded, or outside a frame somewhere along a chain).
+A pairwise transform from frame ``a`` to frame ``b`` has the same form on ``a``'s grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+
+Transform = np.ndarray | None  # 3x3, (H,W,2) map, or None (identity)
+
+
+def is_map(t: Transform) -> bool:
+    return t is not None and t.ndim == 3
+
+
+def grid(shape: tuple[int, int]) -> np.ndarray:
+    """(H,W,2) float32 map of the identity: each pixel's own (x, y)."""
+    h, w = shape
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return np.dstack([xs, ys])
+
+
+def to_map(t: Transform, shape: tuple[int, int]) -> np.ndarray:
+    """Any transform as a dense (H,W,2) map on a grid of ``shape``."""
+    if is_map(t):
+        return t
+    g = grid(shape)
+    if t is None:
+        return g
+    return cv2.perspectiveTransform(g.reshape(-1, 1, 2), t.astype(np.float64)).reshape(g.shape)
+
+
+def flow_to_map(flow: np.ndarray) -> np.ndarray:
+    """OpenCV flow (a(x) ≈ b(x + flow(x))) -> map from a's grid into b."""
+    return grid(flow.shape[:2]) + flow.astype(np.float32)
+
+
+def compose(first: Transform, then: Transform, shape: tuple[int, int]) -> Transform:
+    """``then ∘ first``: reference -> a (``first``), then a -> b (``then``, on a's grid).
+
+    Homographies multiply; with a map involved, ``then`` is sampled (bilinearly) at the
+    positions ``first`` gives, which composes flows correctly (not a sum of vectors).
+    """
+    if then is None:
+        return first
+    if first is None:
+        return then
+    if not is_map(first) and not is_map(then):
+        return then @ first
+    if not is_map(then):  # homography after a map: transform the map's points
+        pts = first.reshape(-1, 1, 2).astype(np.float64)
+        return cv2.perspectiveTransform(pts, then.astype(np.float64)).reshape(first.shape).astype(
+            np.float32
+        )
+    pos = to_map(first, shape)
+    out = cv2.remap(then, pos[..., 0], pos[..., 1], cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    out[np.isnan(pos).any(axis=2)] = np.nan
+    return out
+
+
+def invert_homography(t: np.ndarray) -> np.ndarray:
+    return np.linalg.inv(t)
+
+
+def warp(frame: np.ndarray, t: Transform, shape: tuple[int, int]) -> np.ndarray:
+    """Frame ``i`` resampled on the reference grid (bilinear; mirrored outside the frame)."""
+    h, w = shape
+    if t is None and frame.shape[:2] == shape:
+        return frame
+    if not is_map(t):
+        out = cv2.warpPerspective(frame, np.eye(3) if t is None else t, (w, h),
+                                  flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                                  borderMode=cv2.BORDER_REFLECT)
+    else:
+        m = np.nan_to_num(t, nan=-1.0)
+        out = cv2.remap(frame, m[..., 0], m[..., 1], cv2.INTER_CUBIC,
+                        borderMode=cv2.BORDER_REFLECT)
+    return out.reshape(h, w, *frame.shape[2:])
+
+
+def valid_mask(t: Transform, frame_shape: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
+    """Reference pixels whose bilinear footprint lies inside frame ``i`` (and not NaN)."""
+    fh, fw = frame_shape
+    m = to_map(t, shape)
+    x, y = m[..., 0], m[..., 1]
+    with np.errstate(invalid="ignore"):
+        return (x >= 0) & (x <= fw - 1) & (y >= 0) & (y <= fh - 1)
+
+
+def chain_to_reference(
+    n: int,
+    ref: int,
+    estimate: Callable[[int, int], tuple[Transform, dict[str, Any]]],
+    shape: tuple[int, int],
+    *,
+    chain: bool = True,
+    on_pair: Callable[[], None] | None = None,
+    map_pairs: Callable[[Callable, list[tuple[int, int]]], list] | None = None,
+) -> tuple[list[Transform], list[dict[str, Any]]]:
+    """Transforms reference -> every frame from pairwise estimates.
+
+    ``estimate(a, b)`` returns the transform from frame ``a`` to frame ``b`` (on a's grid)
+    and diagnostics. With ``chain`` neighbouring frames are matched (similar blur) and
+    composed outward from the reference; otherwise each frame is matched to the
+    reference directly. ``map_pairs`` may run the estimates in parallel (like
+    ``ThreadPoolExecutor.map``).
+    """
+    if chain:
+        pairs = [(i, i + 1) for i in range(ref, n - 1)] + [(i, i - 1) for i in range(ref, 0, -1)]
+    else:
+        pairs = [(ref, i) for i in range(n) if i != ref]
+
+    def run(pair: tuple[int, int]) -> tuple[Transform, dict[str, Any]]:
+        out = estimate(*pair)
+        if on_pair is not None:
+            on_pair()
+        return out
+
+    results = (map_pairs or (lambda f, xs: list(map(f, xs))))(run, pairs)
+    transforms: list[Transform] = [None] * n
+    diagnostics: list[dict[str, Any]] = [{} for _ in range(n)]
+    diagnostics[ref] = {"reference": True}
+    for (a, b), (t, diag) in zip(pairs, results, strict=True):  # outward: a is ready
+        diagnostics[b] = {"pair": [a, b], **diag}
+        transforms[b] = compose(transforms[a], t, shape) if chain else t
+    return transforms, diagnostics

@@ -1,0 +1,39 @@
+"""Dense, intensity-based alignment by ECC maximisation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from dffcore.align import AlignParams, PairwiseAligner, ecc_pair
+
+
+class ECCParams(AlignParams):
+    motion: Literal["translation", "euclidean", "affine", "homography"] = Field(
+        "homography", description="motion model"
+    )
+    levels: int = Field(3, ge=1, le=8, description="pyramid levels, coarse to fine")
+    iterations: int = Field(100, ge=1, description="iterations per level")
+    eps: float = Field(1e-5, gt=0, description="convergence threshold")
+    smooth: int = Field(
+        5, ge=1, description="Gaussian kernel (odd) filtering both images, evens out blur"
+    )
+
+
+class ECC(PairwiseAligner):
+    """ECC image alignment (OpenCV findTransformECC), coarse to fine, chained."""
+
+    name = "ecc"
+    Params = ECCParams
+    citation = (
+        "Evangelidis & Psarakis, Parametric image alignment using enhanced correlation "
+        "coefficient maximization, IEEE TPAMI 30(10), 2008"
+    )
+
+    def estimate_pair(self, data: Any, a: int, b: int) -> tuple[np.ndarray | None, dict[str, Any]]:
+        p = self.params
+        smooth = p.smooth if p.smooth % 2 else p.smooth + 1
+        return ecc_pair(data[a], data[b], p.motion, levels=p.levels, iterations=p.iterations,
+                        eps=p.eps, smooth=smooth)
