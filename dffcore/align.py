@@ -73,7 +73,12 @@ class PairwiseAligner(Aligner):
 
         with ThreadPoolExecutor(max(1, ctx.jobs)) as pool:
             transforms, diagnostics = chain_to_reference(
-                n, ref, estimate, shape, chain=p.chain, on_pair=tick,
+                n,
+                ref,
+                estimate,
+                shape,
+                chain=p.chain,
+                on_pair=tick,
                 map_pairs=lambda f, xs: list(pool.map(f, xs)),
             )
         return finish(stack, ref, transforms, diagnostics, p, tick)
@@ -128,20 +133,24 @@ def ecc_pair(
         pa.append(cv2.pyrDown(pa[-1]))
         pb.append(cv2.pyrDown(pb[-1]))
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, eps)
-    cc = 0.0
+    cc, failure = 0.0, ""
     for level in range(len(pa) - 1, -1, -1):
         s = np.diag([0.5**level, 0.5**level, 1.0])
         w_l = s @ warp_t @ np.linalg.inv(s)
         w_l = (w_l / w_l[2, 2]).astype(np.float32)
         start = w_l if motion == "homography" else w_l[:2].copy()
         try:
-            cc, found = cv2.findTransformECC(pa[level], pb[level], start, MOTIONS[motion],
-                                             criteria, None, smooth)
-        except cv2.error as exc:
-            reason = str(exc).strip().splitlines()[-1][:120]
-            return None, {"failure": f"ECC did not converge at pyramid level {level}: {reason}"}
+            cc, found = cv2.findTransformECC(
+                pa[level], pb[level], start, MOTIONS[motion], criteria, None, smooth
+            )
+        except cv2.error as exc:  # a coarse level may lack detail: go on from the estimate
+            failure = f"ECC did not converge at pyramid level {level}: {getattr(exc, 'err', exc)}"
+            continue
+        failure = ""
         full = found if found.shape == (3, 3) else np.vstack([found, [0, 0, 1]])
         warp_t = np.linalg.inv(s) @ full.astype(np.float64) @ s
+    if failure:
+        return None, {"failure": failure}
     if not np.isfinite(warp_t).all():
         return None, {"failure": "ECC produced a non-finite transform"}
     return warp_t, {"ecc_correlation": round(float(cc), 5)}
@@ -174,8 +183,9 @@ def finish(
         if t is not None and not np.ndim(t) == 3:
             diagnostics[i]["transform"] = np.round(t, 6).tolist()
     if p.photometric != "none":
-        frames = normalise_exposure(frames, ref, valid, offset=p.photometric == "gain-offset",
-                                    diagnostics=diagnostics)
+        frames = normalise_exposure(
+            frames, ref, valid, offset=p.photometric == "gain-offset", diagnostics=diagnostics
+        )
     aligned = AlignedStack(frames, ref, valid, transforms, diagnostics, stack)
     if p.crop:
         aligned = crop_to_valid(aligned)
@@ -183,7 +193,11 @@ def finish(
 
 
 def normalise_exposure(
-    frames: np.ndarray, ref: int, valid: np.ndarray | None, *, offset: bool,
+    frames: np.ndarray,
+    ref: int,
+    valid: np.ndarray | None,
+    *,
+    offset: bool,
     diagnostics: list[dict[str, Any]],
 ) -> np.ndarray:
     """Fit ``gain`` (and ``offset``) per frame so its local means match the reference's.
@@ -191,6 +205,7 @@ def normalise_exposure(
     Local means (Gaussian σ = 8 px) are what defocus preserves, so the fit sees exposure
     and not blur. Returns new frames in the stack's dtype.
     """
+
     def local_mean(i: int) -> np.ndarray:
         return cv2.GaussianBlur(to_grey(frames[i]), (0, 0), 8.0)
 
@@ -222,10 +237,15 @@ def largest_valid_rectangle(mask: np.ndarray) -> tuple[int, int, int, int]:
         sub = mask[y0:y1, x0:x1]
         if sub.all():
             return int(y0), int(y1), int(x0), int(x1)
-        bad = {"top": (~sub[0]).sum(), "bottom": (~sub[-1]).sum(),
-               "left": (~sub[:, 0]).sum(), "right": (~sub[:, -1]).sum()}
-        side = max(bad, key=lambda k: bad[k] / (sub.shape[1] if k in ("top", "bottom")
-                                                else sub.shape[0]))
+        bad = {
+            "top": (~sub[0]).sum(),
+            "bottom": (~sub[-1]).sum(),
+            "left": (~sub[:, 0]).sum(),
+            "right": (~sub[:, -1]).sum(),
+        }
+        side = max(
+            bad, key=lambda k: bad[k] / (sub.shape[1] if k in ("top", "bottom") else sub.shape[0])
+        )
         if side == "top":
             y0 += 1
         elif side == "bottom":

@@ -20,7 +20,7 @@ from .runner import Run
 INDEX_MEANING = (
     "fractional index into the frames in the order they were read "
     "(0 = first frame: natural sort of file names, reversed if requested), "
-    "in the reference frame's pixel grid"
+    "in the reference frame's pixel grid (offset by `crop` when the aligner cropped)"
 )
 
 
@@ -139,6 +139,7 @@ def run_record(
             "focus_unit": stack.focus_unit,
         },
         "reference_frame": ref,
+        "crop": None if aligned.crop is None else dict(zip("xywh", aligned.crop, strict=True)),
         "reference_file": str(stack.paths[ref]) if ref < len(stack.paths) else None,
         "index_meaning": INDEX_MEANING,
         "depth_png": f"uint16 = round(index * 65535 / {max(stack.n - 1, 1)})",

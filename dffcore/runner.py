@@ -110,7 +110,7 @@ def run_pipeline(
     result: DepthResult = call(spec.aggregate, volume, aligned)
     for stage in spec.regularize:
         result = call(stage, result, volume, aligned)
-    result = _finish(result, stack)
+    result = _finish(result, stack, aligned)
     return Run(spec, stack, aligned, volume, result, records)
 
 
@@ -122,10 +122,20 @@ def _check_volume(volume: FocusVolume, aligned: AlignedStack, stage: StageSpec) 
         )
 
 
-def _finish(result: DepthResult, stack: FocalStack) -> DepthResult:
-    """Clip the index to the stack, make sure dtypes hold, add metric depth when known."""
+def _finish(result: DepthResult, stack: FocalStack, aligned: AlignedStack) -> DepthResult:
+    """Clip the index to the stack, make sure dtypes hold, add metric depth when known.
+
+    A pixel whose depth lies at or next to a frame that has no data there (outside it
+    after warping, or occluded) gets confidence 0: its depth was not measured.
+    """
     index = np.clip(np.nan_to_num(result.index, nan=0.0), 0, stack.n - 1).astype(np.float32)
     confidence = np.clip(np.nan_to_num(result.confidence, nan=0.0), 0, 1).astype(np.float32)
+    if aligned.valid is not None:
+        near = np.rint(index).astype(np.intp)
+        for k in (near - 1, near, near + 1):
+            k = np.clip(k, 0, stack.n - 1)
+            missing = ~np.take_along_axis(aligned.valid, k[None], axis=0)[0]
+            confidence[missing] = 0
     depth = result.depth
     if depth is None and stack.focus_distances is not None:
         depth = index_to_depth(index, stack.focus_distances, stack.focus_unit or "m")

@@ -59,12 +59,20 @@ def compose(first: Transform, then: Transform, shape: tuple[int, int]) -> Transf
         return then @ first
     if not is_map(then):  # homography after a map: transform the map's points
         pts = first.reshape(-1, 1, 2).astype(np.float64)
-        return cv2.perspectiveTransform(pts, then.astype(np.float64)).reshape(first.shape).astype(
-            np.float32
+        return (
+            cv2.perspectiveTransform(pts, then.astype(np.float64))
+            .reshape(first.shape)
+            .astype(np.float32)
         )
     pos = to_map(first, shape)
-    out = cv2.remap(then, pos[..., 0], pos[..., 1], cv2.INTER_LINEAR,
-                    borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
+    out = cv2.remap(
+        then,
+        pos[..., 0],
+        pos[..., 1],
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=np.nan,
+    )
     out[np.isnan(pos).any(axis=2)] = np.nan
     return out
 
@@ -79,13 +87,16 @@ def warp(frame: np.ndarray, t: Transform, shape: tuple[int, int]) -> np.ndarray:
     if t is None and frame.shape[:2] == shape:
         return frame
     if not is_map(t):
-        out = cv2.warpPerspective(frame, np.eye(3) if t is None else t, (w, h),
-                                  flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_REFLECT)
+        out = cv2.warpPerspective(
+            frame,
+            np.eye(3) if t is None else t,
+            (w, h),
+            flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REFLECT,
+        )
     else:
         m = np.nan_to_num(t, nan=-1.0)
-        out = cv2.remap(frame, m[..., 0], m[..., 1], cv2.INTER_CUBIC,
-                        borderMode=cv2.BORDER_REFLECT)
+        out = cv2.remap(frame, m[..., 0], m[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     return out.reshape(h, w, *frame.shape[2:])
 
 
