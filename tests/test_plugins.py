@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import types
+import venv
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ from dffcore.components import FocusMeasure
 from dffcore.errors import DffError
 from dffcore.registry import Registry, Source
 
-from .conftest import ROOT, dff
+from .conftest import ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "dff-example-measure"
 
@@ -89,23 +92,40 @@ def test_unknown_name_suggests_the_closest() -> None:
 
 
 @pytest.fixture(scope="module")
-def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fixture package really built and installed (pip, no network) into a folder."""
-    target = tmp_path_factory.mktemp("site")
+def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A fresh virtual environment with the fixture package really built and installed.
+
+    The venv sees this environment's packages (dffcore and its dependencies) through a
+    ``.pth`` file, and pip installs the plugin into it from source, offline, the way a
+    user installs a plugin package. Returns the environment for running ``dff`` in it.
+    """
+    root = tmp_path_factory.mktemp("venv")
+    venv.create(root, with_pip=False)
+    py = root / "bin" / "python"
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    outer = [p for p in sys.path if p.endswith("site-packages")]
+    # an `import` line in a .pth file runs: addsitedir also processes the outer .pth files
+    lines = [f"import site; site.addsitedir({p!r})" for p in outer]
+    Path(site, "_outer.pth").write_text("\n".join(lines) + "\n")
     build = tmp_path_factory.mktemp("src") / "pkg"
-    subprocess.run(["cp", "-r", str(FIXTURE), str(build)], check=True)
+    shutil.copytree(FIXTURE, build)
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
+            "--python",
+            str(py),
             "install",
             "--no-deps",
             "--no-build-isolation",
             "--no-index",
             "--quiet",
-            "--target",
-            str(target),
             str(build),
         ],
         capture_output=True,
@@ -113,37 +133,44 @@ def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    return target
+    assert list(Path(site).glob("dff_example_measure-0.3.1.dist-info"))
+    return {"PATH": f"{root / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(root)}
 
 
-def test_third_party_measure_is_listed_with_its_distribution(installed_plugin: Path) -> None:
-    proc = dff("plugins", "--kind", "focus", "--json", env={"PYTHONPATH": str(installed_plugin)})
+def _dff_in(env: dict[str, str], *args: str, cwd: Path | None = None):
+    py = Path(env["VIRTUAL_ENV"]) / "bin" / "python"
+    return subprocess.run(
+        [str(py), "-m", "dffcore.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_third_party_measure_is_listed_with_its_distribution(
+    plugin_env: dict[str, str], tmp_path: Path
+) -> None:
+    proc = _dff_in(plugin_env, "plugins", "--kind", "focus", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     items = {c["name"]: c for c in json.loads(proc.stdout)["components"]}
     assert items["example-gradient"]["distribution"] == "dff-example-measure"
     assert items["example-gradient"]["version"] == "0.3.1"
     assert items["example-gradient"]["params"][0]["name"] == "window"
-    text = dff("plugins", "--kind", "focus", env={"PYTHONPATH": str(installed_plugin)}).stdout
+    text = _dff_in(plugin_env, "plugins", "--kind", "focus", cwd=tmp_path).stdout
     assert "example-gradient" in text and "dff-example-measure 0.3.1" in text
 
 
 def test_pipeline_uses_third_party_measure_by_name(
-    installed_plugin: Path, synth_dir: Path, tmp_path: Path
+    plugin_env: dict[str, str], synth_dir: Path, tmp_path: Path
 ) -> None:
     spec = tmp_path / "p.yaml"
     spec.write_text(
         yaml.safe_dump({"focus": {"name": "example-gradient", "params": {"window": 7}}})
     )
     out = tmp_path / "out"
-    proc = dff(
-        "run",
-        str(spec),
-        str(synth_dir),
-        "-o",
-        str(out),
-        "-q",
-        env={"PYTHONPATH": str(installed_plugin)},
-    )
+    proc = _dff_in(plugin_env, "run", str(spec), str(synth_dir), "-o", str(out), "-q", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     record = json.loads((out / "run.json").read_text())
     focus = next(c for c in record["versions"]["components"] if c["stage"] == "focus")
@@ -154,9 +181,9 @@ def test_pipeline_uses_third_party_measure_by_name(
     assert np.median(np.abs(index - truth)) < 1.0  # the measure really drove the result
 
 
-def test_plugin_autoload_can_be_disabled(installed_plugin: Path) -> None:
-    env = {"PYTHONPATH": str(installed_plugin), "DFFCORE_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    proc = dff("plugins", "--kind", "focus", "--json", env=env)
+def test_plugin_autoload_can_be_disabled(plugin_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**plugin_env, "DFFCORE_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = _dff_in(env, "plugins", "--kind", "focus", "--json", cwd=tmp_path)
     names = {c["name"] for c in json.loads(proc.stdout)["components"]}
     assert "example-gradient" not in names and "log" in names
 
