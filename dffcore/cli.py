@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     pl = sub.add_parser("plugins", help="list the available components")
-    pl.add_argument("--kind", choices=["align", "focus", "aggregate", "regularize"])
+    pl.add_argument("--kind", choices=["align", "focus", "aggregate", "regularize", "composite"])
     pl.add_argument("--json", action="store_true", help="machine-readable output")
 
     d = sub.add_parser("demo", help="render a synthetic stack with ground truth and run on it")

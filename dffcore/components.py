@@ -15,6 +15,9 @@ aggregate   ``__call__(volume: FocusVolume, aligned: AlignedStack, ctx) ->
             DepthResult``
 regularize  ``__call__(result: DepthResult, volume: FocusVolume,
             aligned: AlignedStack, ctx) -> DepthResult``
+composite   ``__call__(result: DepthResult, volume: FocusVolume,
+            aligned: AlignedStack, ctx) -> (H,W,C) all-in-focus image`` in the
+            stack's dtype, from the final depth (optional stage)
 =========== ================================================================
 
 Register components from a plugin module with the ``dffcore_register`` hook (see
@@ -36,12 +39,13 @@ from .data import AlignedStack, DepthResult, FocalStack, FocusVolume
 
 logger = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("align", "focus", "aggregate", "regularize")
+KINDS: tuple[str, ...] = ("align", "focus", "aggregate", "regularize", "composite")
 KIND_TITLES = {
     "align": "aligner",
     "focus": "focus measure",
     "aggregate": "aggregator",
     "regularize": "regularizer",
+    "composite": "compositor",
 }
 
 
@@ -149,9 +153,19 @@ class Regularizer(Component):
         raise NotImplementedError
 
 
+class Compositor(Component):
+    kind: ClassVar[str] = "composite"
+
+    def __call__(
+        self, result: DepthResult, volume: FocusVolume, aligned: AlignedStack, ctx: Context
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+
 BASES: dict[str, type[Component]] = {
     "align": Aligner,
     "focus": FocusMeasure,
     "aggregate": Aggregator,
     "regularize": Regularizer,
+    "composite": Compositor,
 }

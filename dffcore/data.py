@@ -115,13 +115,14 @@ class DepthResult:
     """The answer: a fractional slice index per pixel, its confidence, the composite.
 
     ``index`` (H,W) float32: 0 = first frame as read; ``confidence`` (H,W) float32 in
-    [0, 1] (0 = unreliable); ``all_in_focus`` (H,W,C) in the stack's dtype; ``depth``
-    (H,W) in the stack's focus unit when focus distances are known.
+    [0, 1] (0 = unreliable); ``all_in_focus`` (H,W,C) in the stack's dtype (an
+    aggregator may leave it None: the runner then composites it); ``depth`` (H,W) in
+    the stack's focus unit when focus distances are known.
     """
 
     index: np.ndarray
     confidence: np.ndarray
-    all_in_focus: np.ndarray
+    all_in_focus: np.ndarray | None = None
     depth: np.ndarray | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
 

@@ -39,3 +39,35 @@ def take_frames(frames: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Pick each pixel from frame ``labels[y, x]``: (N,H,W,C) x (H,W) int -> (H,W,C)."""
     idx = np.clip(labels, 0, frames.shape[0] - 1).astype(np.intp)
     return np.take_along_axis(frames, idx[None, :, :, None], axis=0)[0]
+
+
+def box_mean(image: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over a (2r+1)² window, mirrored at the border."""
+    k = 2 * radius + 1
+    return cv2.boxFilter(image, -1, (k, k), normalize=True, borderType=cv2.BORDER_REFLECT)
+
+
+def guided_filter(
+    guide: np.ndarray, src: np.ndarray, radius: int, eps: float, weight: np.ndarray | None = None
+) -> np.ndarray:
+    """Edge-preserving smoothing of ``src`` (H,W) steered by a grey ``guide`` (He et al. 2010).
+
+    With ``weight`` (H,W) the local linear fits are weighted (e.g. by confidence), so
+    unreliable pixels take their value from reliable neighbours. O(H·W) per call.
+    """
+    guide = guide.astype(np.float32)
+    src = src.astype(np.float32)
+    if weight is None:
+        mean_i, mean_p = box_mean(guide, radius), box_mean(src, radius)
+        cov_ip = box_mean(guide * src, radius) - mean_i * mean_p
+        var_i = box_mean(guide * guide, radius) - mean_i * mean_i
+    else:
+        w = weight.astype(np.float32)
+        sw = np.maximum(box_mean(w, radius), 1e-6)
+        mean_i = box_mean(w * guide, radius) / sw
+        mean_p = box_mean(w * src, radius) / sw
+        cov_ip = box_mean(w * guide * src, radius) / sw - mean_i * mean_p
+        var_i = box_mean(w * guide * guide, radius) / sw - mean_i * mean_i
+    a = cov_ip / (var_i + eps)
+    b = mean_p - a * mean_i
+    return box_mean(a, radius) * guide + box_mean(b, radius)

@@ -15,6 +15,7 @@ import numpy as np
 from .components import Context
 from .data import AlignedStack, DepthResult, FocalStack, FocusVolume
 from .errors import DffError
+from .filters import take_frames
 from .spec import PipelineSpec, StageSpec
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,10 @@ def run_pipeline(
     result: DepthResult = call(spec.aggregate, volume, aligned)
     for stage in spec.regularize:
         result = call(stage, result, volume, aligned)
+    if spec.composite is not None:
+        result = result.replace(all_in_focus=call(spec.composite, result, volume, aligned))
+    elif result.all_in_focus is None:
+        result = result.replace(all_in_focus=take_frames(aligned.frames, np.rint(result.index)))
     result = _finish(result, stack, aligned)
     return Run(spec, stack, aligned, volume, result, records)
 

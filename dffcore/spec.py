@@ -19,7 +19,7 @@ from .components import KIND_TITLES, Component
 from .errors import DffError, SpecError, did_you_mean
 from .registry import Registry, default_registry
 
-STAGE_KEYS = ("align", "focus", "aggregate", "regularize")
+STAGE_KEYS = ("align", "focus", "aggregate", "regularize", "composite")
 TOP_KEYS = (*STAGE_KEYS, "description")
 STAGE_FIELDS = ("name", "params")
 DEFAULTS: dict[str, Any] = {
@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "focus": {"name": "log"},
     "aggregate": {"name": "argmax"},
     "regularize": [],
+    "composite": None,  # the aggregator's composite, else selection at the final depth
 }
 
 
@@ -51,11 +52,13 @@ class PipelineSpec:
     focus: StageSpec
     aggregate: StageSpec
     regularize: list[StageSpec] = field(default_factory=list)
+    composite: StageSpec | None = None
     description: str = ""
     source: str = "<dict>"
 
     def stages(self) -> list[StageSpec]:
-        return [self.align, self.focus, self.aggregate, *self.regularize]
+        tail = [self.composite] if self.composite is not None else []
+        return [self.align, self.focus, self.aggregate, *self.regularize, *tail]
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec, every default filled in (YAML/JSON ready)."""
@@ -66,6 +69,7 @@ class PipelineSpec:
         out["focus"] = self.focus.to_dict()
         out["aggregate"] = self.aggregate.to_dict()
         out["regularize"] = [s.to_dict() for s in self.regularize]
+        out["composite"] = self.composite.to_dict() if self.composite is not None else None
         return out
 
 
@@ -253,6 +257,10 @@ def validate(
         problem("regularize", f"expected a list of stages, got {_show(regs)}")
         regs = []
     stages["regularize"] = [stage("regularize", r, f"regularize[{i}]") for i, r in enumerate(regs)]
+    raw_composite = data.get("composite")
+    stages["composite"] = (
+        None if raw_composite is None else stage("composite", raw_composite, "composite")
+    )
     description = data.get("description", "")
     if not isinstance(description, str):
         problem("description", f"expected text, got {_show(description)}")
@@ -263,6 +271,7 @@ def validate(
         focus=stages["focus"],
         aggregate=stages["aggregate"],
         regularize=stages["regularize"],
+        composite=stages["composite"],
         description=description if isinstance(description, str) else "",
         source=label,
     )

@@ -1,7 +1,7 @@
 """dffcore's built-in components, registered through the ``dffcore`` entry-point group.
 
 Where things live: ``align/`` aligners, ``focus/`` focus measures, ``aggregate/``
-aggregators, ``regularize/`` regularisers: one module per component, and each
+aggregators, ``regularize/`` regularisers, ``composite/`` all-in-focus compositors: one module per component, and each
 subpackage's ``COMPONENTS`` lists its classes.
 """
 
@@ -10,9 +10,15 @@ from __future__ import annotations
 from dffcore import hookimpl
 from dffcore.registry import Registrar
 
-from . import aggregate, align, focus, regularize
+from . import aggregate, align, composite, focus, regularize
 
-COMPONENTS = (*align.COMPONENTS, *focus.COMPONENTS, *aggregate.COMPONENTS, *regularize.COMPONENTS)
+COMPONENTS = (
+    *align.COMPONENTS,
+    *focus.COMPONENTS,
+    *aggregate.COMPONENTS,
+    *regularize.COMPONENTS,
+    *composite.COMPONENTS,
+)
 
 
 @hookimpl

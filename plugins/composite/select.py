@@ -1,0 +1,22 @@
+"""Hard selection: each pixel from the frame nearest to its depth."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dffcore.components import Compositor, Context, Params
+from dffcore.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.filters import take_frames
+
+
+class Select(Compositor):
+    """Each pixel taken from the frame at its (rounded) depth index."""
+
+    name = "select"
+    Params = Params
+    citation = "Nayar & Nakagawa, Shape from focus, IEEE TPAMI 16(8), 1994"
+
+    def __call__(
+        self, result: DepthResult, volume: FocusVolume, aligned: AlignedStack, ctx: Context
+    ) -> np.ndarray:
+        return take_frames(aligned.frames, np.rint(result.index))
