@@ -65,13 +65,19 @@ def compose(first: Transform, then: Transform, shape: tuple[int, int]) -> Transf
             .astype(np.float32)
         )
     pos = to_map(first, shape)
-    out = cv2.remap(
-        then,
-        pos[..., 0],
-        pos[..., 1],
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=np.nan,
+    # sample the displacement, not the absolute position: cv2.remap quantises its
+    # interpolation weights to 1/32 px, which would bias every chained step
+    disp = then - grid(then.shape[:2])
+    out = (
+        cv2.remap(
+            disp,
+            pos[..., 0],
+            pos[..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=np.nan,
+        )
+        + pos
     )
     out[np.isnan(pos).any(axis=2)] = np.nan
     return out
