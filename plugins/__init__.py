@@ -1,8 +1,8 @@
 """dffcore's built-in components, registered through the ``dffcore`` entry-point group.
 
 Where things live: ``align/`` aligners, ``focus/`` focus measures, ``aggregate/``
-aggregators, ``regularize/`` regularisers, ``composite/`` all-in-focus compositors: one module per component, and each
-subpackage's ``COMPONENTS`` lists its classes.
+aggregators, ``regularize/`` regularisers, ``composite/`` all-in-focus compositors: one
+module per component, and each subpackage's ``COMPONENTS`` lists its classes.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def test_builtins_come_through_the_entry_point_group() -> None:
     entry = reg.get("focus", "log")
     assert entry.source.distribution == "dffcore"
     assert {"homography", "none"} <= set(reg.names("align"))
-    assert reg.names("regularize") == ["graphcut", "weighted-median"]
+    assert {"graphcut", "weighted-median"} <= set(reg.names("regularize"))
 
 
 def test_duplicate_names_are_an_error_naming_both_sources() -> None:

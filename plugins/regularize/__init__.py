@@ -1,6 +1,8 @@
-"""Regularisers: refine a depth result (MRF, filters)."""
+"""Regularisers: refine a depth result (MRF, filters, variational)."""
 
 from .graphcut import GraphCut
+from .guided import Guided
+from .tv import TV
 from .weighted_median import WeightedMedian
 
-COMPONENTS = (GraphCut, WeightedMedian)
+COMPONENTS = (GraphCut, WeightedMedian, Guided, TV)
