@@ -1,0 +1,204 @@
+"""What the aggregators share: the filtered focus slices, the streaming peak scan, confidence.
+
+Conventions of every aggregator built on :class:`SliceAggregator`:
+
+- each focus slice is smoothed spatially by a Gaussian (``sigma``, kernel 6σ+1) that
+  ignores pixels where the frame is invalid (normalised convolution,
+  :func:`dffcore.filters.gaussian`), optionally followed by a guided filter;
+- a frame invalid at a pixel is *missing* there: its value is NaN, it never wins the
+  argmax and never enters a fit or an expectation;
+- confidences lie in [0, 1] and are multiplied by the fraction of frames valid at the
+  pixel (a curve seen in part is trusted less).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from dffcore.components import Aggregator, Context, Params
+from dffcore.convert import to_grey
+from dffcore.data import AlignedStack, FocusVolume
+from dffcore.filters import gaussian, guided_filter, take_frames
+
+Confidence = Literal["prominence", "ratio", "curvature"]
+HE = "He, Sun & Tang, Guided image filtering, ECCV 2010 (IEEE TPAMI 35(6), 2013)"
+SURH = (
+    "Surh, Jeon, Park, Im, Ha & Kweon, Noise robust depth from focus using a ring difference "
+    "filter, CVPR 2017"
+)
+HU = (
+    "Hu & Mordohai, A quantitative evaluation of confidence measures for stereo vision, "
+    "IEEE TPAMI 34(11), 2012"
+)
+
+
+class CurveParams(Params):
+    """Options every sub-frame aggregator shares.
+
+    Defaults measured on ``dffcore.synth`` stacks (scenes default, planes, slant, steps;
+    8 and 24 slices; noise 0 and 3; ``log`` focus). Mean error of the Gaussian fit for
+    σ = 2 / 3 / 5 / 7: 0.65 / 0.61 / 0.60 / 0.62 slices; σ = 3 beats σ = 5 on 9 of the 16
+    cases (those with depth edges, where wide smoothing blurs the edge), larger σ wins on
+    noisy or smooth surfaces only. ``prominence`` ranked the errors best (see
+    :func:`curve_confidence`).
+    """
+
+    sigma: float = Field(
+        3.0, ge=0, description="Gaussian σ smoothing each focus slice first (kernel 6σ+1); 0 = off"
+    )
+    guided_radius: int = Field(
+        0,
+        ge=0,
+        description="guided-filter radius (px) aggregating each slice (after the Gaussian; "
+        "set sigma 0 to use it alone), guided by the preliminary all-in-focus image; 0 = off",
+    )
+    guided_eps: float = Field(
+        1e-3, gt=0, description="guided-filter regulariser ε, in squared grey levels of [0, 1]"
+    )
+    confidence: Confidence = Field(
+        "prominence",
+        description="prominence: (max − mean)/max; ratio: 1 − second local peak/peak (≥ 2 "
+        "slices away); curvature: (2y₀ − y₋ − y₊)/(2y₀) at the peak",
+    )
+
+
+@dataclass
+class Scan:
+    """Result of one pass over the slices: per pixel, the highest value and its slice.
+
+    ``best`` is -inf and ``index`` 0 where no frame is valid; ``total`` and ``count``
+    are the sum and number of the valid values.
+    """
+
+    best: np.ndarray
+    index: np.ndarray
+    total: np.ndarray
+    count: np.ndarray
+
+
+class SliceAggregator(Aggregator):
+    """Base of the aggregators: filtered slices and a streaming argmax over them."""
+
+    def slices(self, volume: FocusVolume, aligned: AlignedStack) -> Iterator[np.ndarray]:
+        """Each focus slice smoothed (``sigma``, then the guided filter when its radius > 0).
+
+        Pixels where the frame is invalid are NaN. A slice may be the volume's own
+        array (sigma 0, every pixel valid, no guided filter): never write to it.
+        """
+        radius = getattr(self.params, "guided_radius", 0)
+        guide = preliminary_guide(volume, aligned) if radius else None
+        for i in range(volume.n):
+            valid = None if volume.valid is None else volume.valid[i]
+            s = gaussian(volume.data[i], self.params.sigma, valid)
+            if guide is not None:
+                src = s if valid is None else np.where(valid, s, 0)
+                s = guided_filter(guide, src, radius, self.params.guided_eps, valid)
+            if valid is not None:
+                s = np.where(valid, s, np.float32(np.nan))
+            yield s
+
+    def scan(
+        self,
+        volume: FocusVolume,
+        aligned: AlignedStack,
+        ctx: Context,
+        out: np.ndarray | None = None,
+    ) -> Scan:
+        """Streaming argmax over :meth:`slices`; stores the slices in ``out`` if given.
+
+        Ties go to the first slice; missing (NaN) values never win.
+        """
+        n, h, w = volume.data.shape
+        best = np.full((h, w), -np.inf, np.float32)
+        index = np.zeros((h, w), np.int32)
+        total = np.zeros((h, w), np.float32)
+        count = np.zeros((h, w), np.float32)
+        for i, s in enumerate(self.slices(volume, aligned)):
+            if out is not None:
+                out[i] = s
+            better = s > best
+            np.copyto(best, s, where=better)
+            np.copyto(index, i, where=better)
+            ok = np.isfinite(s)
+            total += np.where(ok, s, 0)
+            count += ok
+            ctx.progress(i + 1, n)
+        return Scan(best, index, total, count)
+
+
+def preliminary_guide(volume: FocusVolume, aligned: AlignedStack) -> np.ndarray:
+    """Grey all-in-focus image by selection at the argmax of the raw focus volume."""
+    best = np.full(volume.data.shape[1:], -np.inf, np.float32)
+    index = np.zeros(volume.data.shape[1:], np.int32)
+    for i in range(volume.n):
+        s = volume.data[i]
+        better = s > best if volume.valid is None else (s > best) & volume.valid[i]
+        np.copyto(best, s, where=better)
+        np.copyto(index, i, where=better)
+    return to_grey(take_frames(aligned.frames, index))
+
+
+def prominence(scan: Scan, n: int) -> np.ndarray:
+    """(max − mean) / max of the valid values times the valid fraction, in [0, 1]."""
+    mean = scan.total / np.maximum(scan.count, 1)
+    best = scan.best
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(best > 0, (best - mean) / best, 0).astype(np.float32)
+    confidence *= scan.count / n
+    return np.clip(confidence, 0, 1)
+
+
+def _at(curves: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``curves[idx[y, x], y, x]`` with ``idx`` clipped to the stack."""
+    idx = np.clip(idx, 0, curves.shape[0] - 1).astype(np.intp)
+    return np.take_along_axis(curves, idx[None], axis=0)[0]
+
+
+def curve_confidence(kind: Confidence, curves: np.ndarray, scan: Scan) -> np.ndarray:
+    """Confidence of each pixel's focus curve (``curves`` (N,H,W), NaN = missing), in [0, 1].
+
+    - ``prominence``: (y₀ − mean)/y₀, y₀ the peak value (the classic argmax measure);
+    - ``ratio``: 1 − y₂/y₀, y₂ the highest *local* peak at least 2 slices from the peak
+      (0 if there is none): the peak-ratio measure (PKR) of Hu & Mordohai 2012;
+    - ``curvature``: (2y₀ − y₋ − y₊)/(2y₀), the normalised second difference at the peak
+      (the curvature measure, CUR, of Hu & Mordohai 2012); a missing neighbour (the
+      stack's end or an invalid frame) is replaced by the other one, none gives 0.
+
+    Each is 0 where the peak is not positive and is multiplied by the valid fraction.
+    Prominence and ratio are low where a curve is noise only (a textureless region);
+    curvature is not: a noise spike is as sharp as a focus peak, and a true peak spans
+    more slices in a dense stack, so curvature ranks errors well only in sparse stacks
+    (it ranks sub-frame errors on smooth surfaces best there). On the synthetic scenes,
+    prominence separates large errors best (ROC AUC of error > 1 slice: 0.73, ratio 0.67,
+    curvature 0.46), hence the default.
+    """
+    n = curves.shape[0]
+    if kind == "prominence":
+        return prominence(scan, n)
+    y0, k = scan.best, scan.index
+    if kind == "ratio":
+        second = np.zeros_like(y0)
+        for i in range(n):
+            s = curves[i]
+            peak = np.abs(k - i) >= 2
+            if i > 0:
+                peak &= ~(curves[i - 1] > s)
+            if i < n - 1:
+                peak &= ~(curves[i + 1] > s)
+            np.fmax(second, np.where(peak, s, 0), out=second)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            conf = 1 - second / y0
+    else:
+        lo = np.where(k > 0, _at(curves, k - 1), np.nan)
+        hi = np.where(k < n - 1, _at(curves, k + 1), np.nan)
+        lo, hi = np.where(np.isnan(lo), hi, lo), np.where(np.isnan(hi), lo, hi)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            conf = (2 * y0 - lo - hi) / (2 * y0)
+    conf = np.where((y0 > 0) & np.isfinite(conf), conf, 0).astype(np.float32)
+    conf *= scan.count / n
+    return np.clip(conf, 0, 1)
