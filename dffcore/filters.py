@@ -35,9 +35,34 @@ def gaussian(image: np.ndarray, sigma: float, valid: np.ndarray | None = None) -
     return out
 
 
-def take_frames(frames: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Pick each pixel from frame ``labels[y, x]``: (N,H,W,C) x (H,W) int -> (H,W,C)."""
+def nearest_valid(labels: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """``labels`` (H,W) moved to the nearest frame that has data at each pixel."""
+    n = valid.shape[0] if valid is not None else None
+    if valid is None:
+        return labels
+    out = np.clip(labels, 0, n - 1).astype(np.intp)
+    bad = ~np.take_along_axis(valid, out[None], axis=0)[0]
+    for step in range(1, n):
+        if not bad.any():
+            break
+        for k in (out - step, out + step):
+            k = np.clip(k, 0, n - 1)
+            ok = bad & np.take_along_axis(valid, k[None], axis=0)[0]
+            out[ok] = k[ok]
+            bad &= ~ok
+    return out
+
+
+def take_frames(
+    frames: np.ndarray, labels: np.ndarray, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Pick each pixel from frame ``labels[y, x]``: (N,H,W,C) x (H,W) int -> (H,W,C).
+
+    With ``valid`` (N,H,W), a frame without data at a pixel is replaced by the nearest
+    frame that has data there.
+    """
     idx = np.clip(labels, 0, frames.shape[0] - 1).astype(np.intp)
+    idx = nearest_valid(idx, valid)
     return np.take_along_axis(frames, idx[None, :, :, None], axis=0)[0]
 
 

@@ -114,7 +114,8 @@ def run_pipeline(
     if spec.composite is not None:
         result = result.replace(all_in_focus=call(spec.composite, result, volume, aligned))
     elif result.all_in_focus is None:
-        result = result.replace(all_in_focus=take_frames(aligned.frames, np.rint(result.index)))
+        aif = take_frames(aligned.frames, np.rint(result.index), aligned.valid)
+        result = result.replace(all_in_focus=aif)
     result = _finish(result, stack, aligned)
     return Run(spec, stack, aligned, volume, result, records)
 

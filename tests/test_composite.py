@@ -295,3 +295,25 @@ def test_plugins_lists_the_compositors() -> None:
     params = {p["name"]: p for p in comps["multiband"]["params"]}
     assert {"weights", "spread", "levels", "focus_power"} <= set(params)
     assert all(p["doc"] for p in params.values())
+
+
+def test_select_never_reads_a_frame_without_data() -> None:
+    from dffcore_plugins.composite.select import Select
+
+    from dffcore.components import Context
+    from dffcore.data import AlignedStack, DepthResult, FocusVolume
+
+    frames = np.stack([np.full((4, 5, 1), 10 * i, np.uint8) for i in range(4)])
+    valid = np.ones((4, 4, 5), bool)
+    valid[2, :, :2] = False  # frame 2 has no data on the left
+    valid[1, :, :1] = False  # frame 1 neither in the first column
+    result = DepthResult(np.full((4, 5), 2.0, np.float32), np.ones((4, 5), np.float32))
+    out = Select()(
+        result,
+        FocusVolume(np.zeros((4, 4, 5), np.float32), valid),
+        AlignedStack(frames, 0, valid),
+        Context(),
+    )
+    assert out[0, 4, 0] == 20  # its own frame where valid
+    assert out[0, 1, 0] == 10  # the nearest frame with data (frame 1)
+    assert out[0, 0, 0] in (0, 30)  # frames 1 and 2 lack data: frame 0 or 3

@@ -10,7 +10,11 @@ from dffcore.filters import take_frames
 
 
 class Select(Compositor):
-    """Each pixel taken from the frame at its (rounded) depth index."""
+    """Each pixel taken from the frame at its (rounded) depth index.
+
+    Where that frame has no data (outside it after warping), the nearest frame that has
+    data there is used.
+    """
 
     name = "select"
     Params = Params
@@ -19,4 +23,4 @@ class Select(Compositor):
     def __call__(
         self, result: DepthResult, volume: FocusVolume, aligned: AlignedStack, ctx: Context
     ) -> np.ndarray:
-        return take_frames(aligned.frames, np.rint(result.index))
+        return take_frames(aligned.frames, np.rint(result.index), aligned.valid)

@@ -19,7 +19,7 @@ def guide_image(result: DepthResult, aligned: AlignedStack) -> np.ndarray:
     """
     aif = result.all_in_focus
     if aif is None:
-        aif = take_frames(aligned.frames, np.rint(result.index))
+        aif = take_frames(aligned.frames, np.rint(result.index), aligned.valid)
     grey = to_grey(aif)
     if grey.shape != result.index.shape:
         raise ValueError(
