@@ -39,6 +39,9 @@ class AlignParams(Params):
         "none", description="fit each frame's exposure to the reference (drift during a sweep)"
     )
     crop: bool = Field(False, description="crop outputs to the region valid in every frame")
+    interpolation: Literal["cubic", "linear"] = Field(
+        "cubic", description="resampling of the warped frames (linear is faster, blurs more)"
+    )
 
 
 class PairwiseAligner(Aligner):
@@ -63,7 +66,7 @@ class PairwiseAligner(Aligner):
 
         def tick() -> None:
             done[0] += 1
-            ctx.progress(done[0], 2 * (n - 1))
+            ctx.progress(done[0], 2 * n - 1)
 
         def estimate(a: int, b: int) -> tuple[Transform, dict[str, Any]]:
             t, diag = self.estimate_pair(data, a, b)
@@ -81,7 +84,7 @@ class PairwiseAligner(Aligner):
                 on_pair=tick,
                 map_pairs=lambda f, xs: list(pool.map(f, xs)),
             )
-        return finish(stack, ref, transforms, diagnostics, p, tick)
+        return finish(stack, ref, transforms, diagnostics, p, tick, ctx.jobs)
 
     def _fallback(
         self, stack: FocalStack, a: int, b: int, diag: dict[str, Any]
@@ -108,9 +111,17 @@ MOTIONS = {
 }
 
 
+def pyramid(image: np.ndarray, levels: int) -> list[np.ndarray]:
+    """``levels`` images, full resolution first, each half the previous (>= 32 px)."""
+    out = [image]
+    while len(out) < levels and min(out[-1].shape[:2]) >= 64:
+        out.append(cv2.pyrDown(out[-1]))
+    return out
+
+
 def ecc_pair(
-    a: np.ndarray,
-    b: np.ndarray,
+    a: np.ndarray | list[np.ndarray],
+    b: np.ndarray | list[np.ndarray],
     motion: str = "affine",
     *,
     levels: int = 3,
@@ -118,23 +129,23 @@ def ecc_pair(
     eps: float = 1e-5,
     smooth: int = 5,
     init: np.ndarray | None = None,
+    finest: int = 0,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """ECC (Evangelidis & Psarakis 2008) from grey float32 ``a`` to ``b``, coarse to fine.
 
-    Returns the 3x3 transform mapping ``a``'s coordinates to ``b``'s, or None and the
-    reason. ``smooth`` is the Gaussian both images are filtered with at every level,
-    which evens out the blur difference between neighbouring slices.
+    ``a`` and ``b`` are images or their :func:`pyramid` (built once per frame by the
+    caller). Returns the 3x3 transform mapping ``a``'s coordinates to ``b``'s, or None
+    and the reason. ``smooth`` is the Gaussian both images are filtered with at every
+    level, which evens out the blur difference between neighbouring slices. Refinement
+    stops at pyramid level ``finest`` (0 = full resolution, 1 = half, ...) for speed.
     """
     warp_t = np.eye(3) if init is None else np.asarray(init, np.float64)
-    pa, pb = [a], [b]
-    for _ in range(levels - 1):
-        if min(pa[-1].shape) < 64:
-            break
-        pa.append(cv2.pyrDown(pa[-1]))
-        pb.append(cv2.pyrDown(pb[-1]))
+    depth = max(levels, finest + 1)
+    pa = a[:depth] if isinstance(a, list) else pyramid(a, depth)
+    pb = b[:depth] if isinstance(b, list) else pyramid(b, depth)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, eps)
     cc, failure = 0.0, ""
-    for level in range(len(pa) - 1, -1, -1):
+    for level in range(len(pa) - 1, min(finest, len(pa) - 1) - 1, -1):
         s = np.diag([0.5**level, 0.5**level, 1.0])
         w_l = s @ warp_t @ np.linalg.inv(s)
         w_l = (w_l / w_l[2, 2]).astype(np.float32)
@@ -163,6 +174,7 @@ def finish(
     diagnostics: list[dict[str, Any]],
     p: AlignParams,
     tick: Any = None,
+    jobs: int = 1,
 ) -> AlignedStack:
     """Warp every frame once, build ``valid``, then photometry and cropping."""
     n, shape = stack.n, stack.shape
@@ -171,12 +183,16 @@ def finish(
     else:
         frames = np.empty_like(stack.frames)
         valid = np.ones((n, *shape), bool)
-        for i, t in enumerate(transforms):
-            frames[i] = warp(stack.frames[i], t, shape)
-            if t is not None:
-                valid[i] = valid_mask(t, shape, shape)
-            if tick is not None:
-                tick()
+
+        def one(i: int) -> None:
+            frames[i] = warp(stack.frames[i], transforms[i], shape, p.interpolation)
+            if transforms[i] is not None:
+                valid[i] = valid_mask(transforms[i], shape, shape)
+
+        with ThreadPoolExecutor(max(1, jobs)) as pool:  # OpenCV releases the GIL
+            for _ in pool.map(one, range(n)):
+                if tick is not None:
+                    tick()
         if valid.all():
             valid = None
     for i, t in enumerate(transforms):

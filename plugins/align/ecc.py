@@ -7,7 +7,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from dffcore.align import AlignParams, PairwiseAligner, ecc_pair
+from dffcore.align import AlignParams, PairwiseAligner, ecc_pair, pyramid
+from dffcore.convert import to_grey
+from dffcore.data import FocalStack
 
 
 class ECCParams(AlignParams):
@@ -15,6 +17,9 @@ class ECCParams(AlignParams):
         "homography", description="motion model"
     )
     levels: int = Field(3, ge=1, le=8, description="pyramid levels, coarse to fine")
+    finest_level: int = Field(
+        0, ge=0, le=4, description="level where refinement stops: 0 = full resolution, 1 = half"
+    )
     iterations: int = Field(100, ge=1, description="iterations per level")
     eps: float = Field(1e-5, gt=0, description="convergence threshold")
     smooth: int = Field(
@@ -32,8 +37,21 @@ class ECC(PairwiseAligner):
         "coefficient maximization, IEEE TPAMI 30(10), 2008"
     )
 
+    def prepare(self, stack: FocalStack) -> list[list[np.ndarray]]:
+        """Each frame's grey pyramid, built once."""
+        depth = max(self.params.levels, self.params.finest_level + 1)
+        return [pyramid(to_grey(f), depth) for f in stack.frames]
+
     def estimate_pair(self, data: Any, a: int, b: int) -> tuple[np.ndarray | None, dict[str, Any]]:
         p = self.params
         smooth = p.smooth if p.smooth % 2 else p.smooth + 1
-        return ecc_pair(data[a], data[b], p.motion, levels=p.levels, iterations=p.iterations,
-                        eps=p.eps, smooth=smooth)
+        return ecc_pair(
+            data[a],
+            data[b],
+            p.motion,
+            levels=p.levels,
+            iterations=p.iterations,
+            eps=p.eps,
+            smooth=smooth,
+            finest=p.finest_level,
+        )

@@ -156,4 +156,4 @@ class ExternalFlow(PairwiseAligner):
             if i != ref:
                 transforms[i], diagnostics[i] = self._read(stack.shape, ref, ref, i)
                 tick()
-        return finish(stack, ref, transforms, diagnostics, p, tick)
+        return finish(stack, ref, transforms, diagnostics, p, tick, ctx.jobs)

@@ -53,11 +53,23 @@ class FlowAligner(PairwiseAligner):
         m[~finite] = np.nan
         if p.occlusion_check:
             back = flow_to_map(self.pair_flow(img_b, img_a))
-            there = cv2.remap(back, m[..., 0], m[..., 1], cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan)
-            err = np.linalg.norm(there - np.dstack(np.meshgrid(
-                np.arange(shape[1], dtype=np.float32), np.arange(shape[0], dtype=np.float32))),
-                axis=2)
+            there = cv2.remap(
+                back,
+                m[..., 0],
+                m[..., 1],
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=np.nan,
+            )
+            err = np.linalg.norm(
+                there
+                - np.dstack(
+                    np.meshgrid(
+                        np.arange(shape[1], dtype=np.float32), np.arange(shape[0], dtype=np.float32)
+                    )
+                ),
+                axis=2,
+            )
             occluded = ~(err <= p.occlusion_threshold)  # NaN counts as occluded
             m[occluded] = np.nan
             diag["occluded_fraction"] = round(float(occluded.mean()), 4)
@@ -99,5 +111,15 @@ class Flow(FlowAligner):
         a8, b8 = to_uint8(a), to_uint8(b)
         if p.method == "dis":
             return cv2.DISOpticalFlow_create(_PRESETS[p.preset]).calc(a8, b8, None)
-        return cv2.calcOpticalFlowFarneback(a8, b8, None, p.pyr_scale, p.pyr_levels, p.winsize,
-                                            p.iterations, p.poly_n, p.poly_sigma, 0)
+        return cv2.calcOpticalFlowFarneback(
+            a8,
+            b8,
+            None,
+            p.pyr_scale,
+            p.pyr_levels,
+            p.winsize,
+            p.iterations,
+            p.poly_n,
+            p.poly_sigma,
+            0,
+        )

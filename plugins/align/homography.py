@@ -47,8 +47,9 @@ class Homography(PairwiseAligner):
             grey = to_grey(stack.frames[i])
             small = to_uint8(grey)
             if p.detect_scale < 1:
-                small = cv2.resize(small, None, fx=p.detect_scale, fy=p.detect_scale,
-                                   interpolation=cv2.INTER_AREA)
+                small = cv2.resize(
+                    small, None, fx=p.detect_scale, fy=p.detect_scale, interpolation=cv2.INTER_AREA
+                )
             kps, desc = _detector(p.features).detectAndCompute(small, None)
             pts = np.float32([k.pt for k in kps]).reshape(-1, 2) / p.detect_scale
             return pts, desc, grey
@@ -87,8 +88,10 @@ def _homography(
     knn = matcher.knnMatch(da, db, k=2)
     good = [m[0] for m in knn if len(m) == 2 and m[0].distance < p.ratio * m[1].distance]
     if len(good) < p.min_matches:
-        return None, {"failure": f"only {len(good)} matches pass the ratio test",
-                      "matches": len(good)}
+        return None, {
+            "failure": f"only {len(good)} matches pass the ratio test",
+            "matches": len(good),
+        }
     src = pa[[m.queryIdx for m in good]]
     dst = pb[[m.trainIdx for m in good]]
     H, mask = cv2.findHomography(src, dst, cv2.RANSAC, p.ransac_threshold)

@@ -27,6 +27,11 @@ class NoAlign(Aligner):
         diagnostics: list[dict] = [{} for _ in range(stack.n)]
         frames = stack.frames
         if self.params.photometric != "none":
-            frames = normalise_exposure(frames, 0, None, diagnostics=diagnostics,
-                                        offset=self.params.photometric == "gain-offset")
+            frames = normalise_exposure(
+                frames,
+                0,
+                None,
+                diagnostics=diagnostics,
+                offset=self.params.photometric == "gain-offset",
+            )
         return AlignedStack(frames, 0, None, [None] * stack.n, diagnostics, stack)
