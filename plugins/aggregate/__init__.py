@@ -8,5 +8,6 @@ all-in-focus image to the runner.
 
 from .argmax import Argmax
 from .peak import Gaussian, Parabolic, SoftArgmax
+from .sgm import SGM
 
-COMPONENTS = (Argmax, Gaussian, Parabolic, SoftArgmax)
+COMPONENTS = (Argmax, Gaussian, Parabolic, SoftArgmax, SGM)
