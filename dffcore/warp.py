@@ -59,11 +59,10 @@ def compose(first: Transform, then: Transform, shape: tuple[int, int]) -> Transf
         return then @ first
     if not is_map(then):  # homography after a map: transform the map's points
         pts = first.reshape(-1, 1, 2).astype(np.float64)
-        return (
-            cv2.perspectiveTransform(pts, then.astype(np.float64))
-            .reshape(first.shape)
-            .astype(np.float32)
-        )
+        out = cv2.perspectiveTransform(pts, then.astype(np.float64)).reshape(first.shape)
+        out = out.astype(np.float32)
+        out[np.isnan(first).any(axis=2)] = np.nan  # OpenCV maps NaN to (0, 0)
+        return out
     pos = to_map(first, shape)
     # sample the displacement, not the absolute position: cv2.remap quantises its
     # interpolation weights to 1/32 px, which would bias every chained step

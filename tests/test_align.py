@@ -67,7 +67,7 @@ def moved() -> tuple[SynthStack, FocalStack, list[np.ndarray], np.ndarray]:
 )
 def test_aligners_recover_known_motion(moved: tuple, name: str, params: dict[str, Any]) -> None:
     synth, stack, truth, textured = moved
-    spec = dffcore.load_spec({"align": {"name": name, "params": params}})
+    spec = dffcore.load_spec({"align": {"name": name, "params": {"reference": 0, **params}}})
     run = dffcore.run_pipeline(spec, stack)
     errors = np.concatenate(
         [
@@ -163,7 +163,7 @@ class _Inconsistent(FlowAligner):
 
 
 def test_forward_backward_check_invalidates_inconsistent_flow(synth: SynthStack) -> None:
-    aligned = _Inconsistent()(FocalStack(synth.frames[:3]), Context())
+    aligned = _Inconsistent({"reference": 0})(FocalStack(synth.frames[:3]), Context())
     assert aligned.valid is not None and not aligned.valid[1].any() and aligned.valid[0].all()
     assert aligned.diagnostics[1]["occluded_fraction"] == 1.0
 
@@ -214,3 +214,12 @@ def test_aligner_failure_is_one_line_on_the_command_line(tmp_path: Path) -> None
     proc = dff("run", "classic", str(folder), "-o", str(tmp_path / "o"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "1.png" in proc.stderr and "fallback" in proc.stderr
+
+
+def test_composing_keeps_missing_correspondences_missing() -> None:
+    shape = (6, 7)
+    m = grid(shape)
+    m[1, 2] = np.nan
+    for then in (np.eye(3), to_map(np.eye(3), shape)):
+        out = compose(m, then, shape)
+        assert np.isnan(out[1, 2]).all() and np.isfinite(out[0, 0]).all()

@@ -9,11 +9,15 @@ import numpy as np
 from pydantic import Field
 
 from dffcore.align import AlignParams, PairwiseAligner, ecc_pair
+from dffcore.components import Reference
 from dffcore.convert import to_uint8
 from dffcore.warp import compose, flow_to_map, warp
 
 
 class FlowParams(AlignParams):
+    reference: Reference = Field(
+        "middle", description="frame whose pixel grid the outputs use (middle: shortest chains)"
+    )
     prealign: Literal["none", "ecc"] = Field(
         "none", description="fit a global homography (ECC) first; flow models the rest"
     )
@@ -21,7 +25,7 @@ class FlowParams(AlignParams):
         True, description="forward-backward check: inconsistent pixels become invalid"
     )
     occlusion_threshold: float = Field(
-        1.0, gt=0, description="forward-backward disagreement (px) above which a pixel is occluded"
+        2.0, gt=0, description="forward-backward disagreement (px) above which a pixel is occluded"
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
@@ -21,8 +21,10 @@ class HomographyParams(AlignParams):
     features: Literal["sift", "orb", "akaze"] = Field("sift", description="feature detector")
     ratio: float = Field(0.7, gt=0, le=1, description="Lowe's ratio-test threshold")
     ransac_threshold: float = Field(5.0, gt=0, description="RANSAC reprojection threshold, px")
-    detect_scale: float = Field(
-        1.0, gt=0, le=1, description="detect features on a copy scaled by this factor (speed)"
+    detect_scale: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = Field(
+        "auto",
+        description="detect features on a copy scaled by this factor (speed, memory); auto: "
+        "full size up to 3 MP, scaled to about 3 MP above",
     )
     min_matches: int = Field(12, ge=4, description="fewest RANSAC inliers accepted per pair")
     refine: Literal["none", "ecc"] = Field(
@@ -46,12 +48,11 @@ class Homography(PairwiseAligner):
         def detect(i: int) -> tuple[np.ndarray, Any, np.ndarray]:
             grey = to_grey(stack.frames[i])
             small = to_uint8(grey)
-            if p.detect_scale < 1:
-                small = cv2.resize(
-                    small, None, fx=p.detect_scale, fy=p.detect_scale, interpolation=cv2.INTER_AREA
-                )
+            scale = detect_scale(p.detect_scale, small.shape)
+            if scale < 1:
+                small = cv2.resize(small, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
             kps, desc = _detector(p.features).detectAndCompute(small, None)
-            pts = np.float32([k.pt for k in kps]).reshape(-1, 2) / p.detect_scale
+            pts = np.float32([k.pt for k in kps]).reshape(-1, 2) / scale
             return pts, desc, grey
 
         with ThreadPoolExecutor(2) as pool:  # OpenCV releases the GIL
@@ -65,6 +66,13 @@ class Homography(PairwiseAligner):
                 H = refined
                 diag.update(d)
         return H, diag
+
+
+def detect_scale(setting: float | str, shape: tuple[int, ...]) -> float:
+    """The factor features are detected at: ``auto`` keeps about 3 MP at most."""
+    if setting == "auto":
+        return min(1.0, float(np.sqrt(3e6 / (shape[0] * shape[1]))))
+    return float(setting)
 
 
 def _detector(kind: str) -> Any:
