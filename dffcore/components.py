@@ -108,8 +108,9 @@ class Component:
 
     @classmethod
     def summary(cls) -> str:
-        """First line of the class docstring."""
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        """First paragraph of the class docstring, on one line."""
+        text = (cls.__doc__ or "").strip().split("\n\n")[0]
+        return " ".join(line.strip() for line in text.splitlines())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"
