@@ -293,4 +293,8 @@ def _param_problem(label: str, path: str, cls: type[Component], err: dict[str, A
         return f"{label}: {where}: unknown parameter of {cls.name}.{hint} Valid: {valid}"
     msg = err.get("msg", "invalid value")
     msg = msg[0].lower() + msg[1:] if msg else msg
+    if msg.startswith("value error, "):
+        msg = msg[len("value error, ") :]
+    if not loc:  # a rule across parameters: the input is the whole mapping
+        return f"{label}: {where}: {msg}"
     return f"{label}: {where}: {msg} (got {_show(err.get('input'))})"

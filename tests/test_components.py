@@ -8,15 +8,6 @@ import pytest
 from dffcore_plugins.aggregate.argmax import Argmax
 from dffcore_plugins.align.homography import Homography
 from dffcore_plugins.focus.log import LoG
-from dffcore_plugins.regularize.graphcut import (
-    GraphCut,
-    GraphCutParams,
-    build_unary,
-    check_gco_energy,
-    grid_energy,
-    solve_gco,
-    solve_tiled,
-)
 from dffcore_plugins.regularize.weighted_median import CLASSIC_WEIGHTS, weighted_median
 
 from dffcore.components import Context
@@ -99,59 +90,6 @@ def test_argmax_confidence_is_zero_without_texture() -> None:
     frames = np.zeros((4, 6, 6, 1), np.uint8)
     res = Argmax().__call__(FocusVolume(data), _aligned(frames), Context())
     assert np.all(res.confidence == 0)
-
-
-def _step_volume(noise: float, seed: int = 0) -> FocusVolume:
-    """Focus peaks at slice 2 on the left, 6 on the right, plus noise."""
-    rng = np.random.default_rng(seed)
-    n, h, w = 9, 40, 48
-    truth = np.where(np.arange(w) < w // 2, 2, 6)[None, :].repeat(h, 0)
-    k = np.arange(n)[:, None, None]
-    data = np.exp(-((k - truth[None]) ** 2) / 4.0) + noise * rng.random((n, h, w))
-    return FocusVolume(data.astype(np.float32))
-
-
-def test_graphcut_recovers_a_noisy_step_and_lowers_the_energy() -> None:
-    vol = _step_volume(noise=1.2)
-    frames = np.zeros((9, 40, 48, 1), np.uint8)
-    argmax = Argmax({"sigma": 0})(vol, _aligned(frames), Context())
-    gc = GraphCut({"sigma": 0, "pair_scale": 20, "tile": 0, "cycles": -1})
-    out = gc(argmax, vol, _aligned(frames), Context())
-    truth = np.where(np.arange(48) < 24, 2, 6)[None, :].repeat(40, 0)
-    assert (argmax.index != truth).mean() > 0.2  # the data alone are ambiguous
-    assert (out.index != truth).mean() < 0.02
-    assert out.diagnostics["graphcut"]["energy"] > 0
-
-
-def test_reported_energy_is_gcos_own_energy() -> None:
-    vol = _step_volume(noise=1.0, seed=5)
-    unary = build_unary(vol, 1.0, 100)
-    # whatever the memory layout of the unary, gco must see the same costs as numpy
-    view = np.ascontiguousarray(unary.transpose(2, 0, 1)).transpose(1, 2, 0)
-    assert not view.flags.c_contiguous
-    pair = np.abs(np.subtract.outer(np.arange(9), np.arange(9))).astype(np.int32) * 3
-    labels, energy = solve_gco(view, pair, GraphCutParams(cycles=2))
-    assert grid_energy(unary, labels, 3) == energy
-
-
-def test_tiled_solve_reaches_the_whole_image_energy() -> None:
-    vol = _step_volume(noise=1.0, seed=2)
-    unary = build_unary(vol, 0, 100)
-    pair = np.abs(np.subtract.outer(np.arange(9), np.arange(9))).astype(np.int32) * 5
-    whole = solve_tiled(unary, pair, GraphCutParams(tile=0, cycles=-1), Context())
-    tiled = solve_tiled(
-        unary, pair, GraphCutParams(tile=16, tile_overlap=8, cycles=-1), Context(jobs=2)
-    )
-    e_whole, e_tiled = grid_energy(unary, whole, 5), grid_energy(unary, tiled, 5)
-    assert e_tiled <= e_whole * 1.005
-
-
-def test_energy_check_raises_instead_of_aborting() -> None:
-    unary = np.zeros((4, 4, 3), np.int32)
-    unary[0, 0, 0] = 20_000_000
-    pair = np.abs(np.subtract.outer(np.arange(3), np.arange(3)))
-    with pytest.raises(DffError, match="gco's limit"):
-        check_gco_energy(unary, pair)
 
 
 @pytest.mark.parametrize("chain", [True, False])

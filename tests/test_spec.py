@@ -72,7 +72,7 @@ def test_even_ksize_is_rejected_with_its_path() -> None:
     with pytest.raises(SpecError) as err:
         load_spec({"focus": {"name": "log", "params": {"gaussian_ksize": 4}}})
     assert err.value.problems == [
-        "<spec>: focus.params.gaussian_ksize: value error, must be odd (got 4)"
+        "<spec>: focus.params.gaussian_ksize: must be odd (got 4)"
     ]
 
 
