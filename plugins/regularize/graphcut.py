@@ -284,24 +284,31 @@ def build_unary(
     n, h, w = volume.data.shape
     if scale > np.iinfo(np.int32).max:
         raise DffError(_too_big("an energy term", scale, "int32", _UNARY_FIX))
-    if smoothed is None:
-        u = np.empty((h, w, n), np.float32)
-        for i in range(n):
-            valid = None if volume.valid is None else volume.valid[i]
-            u[:, :, i] = gaussian(volume.data[i], sigma, valid)
-    else:
-        u = smoothed.transpose(1, 2, 0).copy()  # C order; never modify the caller's
-    lo, hi = np.nanmin(u), np.nanmax(u)
+    u = np.empty((h, w, n), np.float32)
+    top = np.full((h, w), -np.inf, np.float32)  # each pixel's highest valid focus
+    lo, hi = np.inf, -np.inf
+    for i in range(n):
+        valid = None if volume.valid is None else volume.valid[i]
+        if smoothed is not None:
+            s = smoothed[i]
+        else:
+            s = gaussian(volume.data[i], sigma, valid)
+        u[:, :, i] = s
+        np.fmax(top, s, out=top)  # fmax ignores the NaN of invalid pixels
+        lo, hi = min(lo, float(np.nanmin(s))), max(hi, float(np.nanmax(s)))
     span = hi - lo if hi > lo else 1.0
-    # negated and normalised: cost = (hi - u) / span in [0, 1]
-    np.subtract(hi, u, out=u)
-    u *= scale / span
+    k = np.float32(scale / span)
+    # negated and normalised: cost = (hi - u) / span in [0, 1], times scale
+    np.subtract(np.float32(hi), u, out=u)
+    u *= k
     if volume.valid is not None:
-        holes = np.isnan(u)
-        if holes.any():
-            best = np.nanmin(u, axis=2, keepdims=True)
-            np.copyto(u, np.broadcast_to(best, u.shape), where=holes)
-    return np.rint(u).astype(np.int32)
+        best = (np.float32(hi) - top) * k  # the pixel's lowest valid cost
+        for i in range(n):
+            missing = ~volume.valid[i]
+            if missing.any():
+                u[:, :, i][missing] = best[missing]
+    np.rint(u, out=u)
+    return u.astype(np.int32)
 
 
 def pairwise_matrix(n: int, kind: Pairwise, scale: float, truncation: float) -> np.ndarray:
