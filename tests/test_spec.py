@@ -71,9 +71,7 @@ def test_malformed_overrides_are_errors(bad: str) -> None:
 def test_even_ksize_is_rejected_with_its_path() -> None:
     with pytest.raises(SpecError) as err:
         load_spec({"focus": {"name": "log", "params": {"gaussian_ksize": 4}}})
-    assert err.value.problems == [
-        "<spec>: focus.params.gaussian_ksize: must be odd (got 4)"
-    ]
+    assert err.value.problems == ["<spec>: focus.params.gaussian_ksize: must be odd (got 4)"]
 
 
 def test_stage_must_be_a_mapping() -> None:
