@@ -36,6 +36,7 @@ import dffcore
 from dffcore.components import Context
 from dffcore.data import AlignedStack, DepthResult, FocalStack, FocusVolume
 from dffcore.io import write_image
+from dffcore.metrics import depth_edges, psnr, seam_strength
 from dffcore.outputs import side_by_side
 from dffcore.registry import default_registry
 from dffcore.synth import SynthStack, render_stack
@@ -64,33 +65,6 @@ def flicker(frames: np.ndarray, amplitude: float, seed: int = 5) -> np.ndarray:
     return np.clip(frames * gain[:, None, None, None] + 0.5, 0, 255).astype(np.uint8)
 
 
-def psnr(image: np.ndarray, truth: np.ndarray) -> float:
-    mse = np.mean((image.astype(np.float64) - truth.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
-
-
-def jumps(index: np.ndarray, radius: int) -> np.ndarray:
-    """Pixels within ``radius`` of a jump of ``index`` by more than half a slice."""
-    j = np.zeros(index.shape, bool)
-    dx, dy = np.abs(np.diff(index, axis=1)) > 0.5, np.abs(np.diff(index, axis=0)) > 0.5
-    j[:, 1:] |= dx
-    j[:, :-1] |= dx
-    j[1:] |= dy
-    j[:-1] |= dy
-    k = 2 * radius + 1
-    return cv2.dilate(j.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
-
-
-def seam_strength(image: np.ndarray, truth: np.ndarray, smooth: float = 2.0) -> np.ndarray:
-    """(H,W) gradient magnitude of the Gaussian-smoothed error image."""
-    err = image.astype(np.float32) - truth.astype(np.float32)
-    if smooth:
-        err = cv2.GaussianBlur(err, (0, 0), smooth)
-    gx = cv2.Sobel(err, cv2.CV_32F, 1, 0, ksize=1)
-    gy = cv2.Sobel(err, cv2.CV_32F, 0, 1, ksize=1)
-    return np.sqrt(gx * gx + gy * gy).mean(axis=2)
-
-
 def composite(
     name: str, frames: np.ndarray, index: np.ndarray, volume: FocusVolume | None = None
 ) -> np.ndarray:
@@ -105,15 +79,15 @@ def evaluate(s: SynthStack, frames: np.ndarray) -> tuple[dict, dict, dict, np.nd
     """PSNR per (index, compositor), seam strengths with the argmax index, its labels."""
     run = dffcore.run_pipeline(dffcore.load_spec({"aggregate": "argmax"}), FocalStack(frames))
     argmax = run.result.index
-    edges = jumps(s.index, 2)
-    switches = jumps(np.rint(argmax), 2) & ~jumps(s.index, 4)
+    edges = depth_edges(s.index, 2)
+    switches = depth_edges(np.rint(argmax), 2) & ~depth_edges(s.index, 4)
     scores, seams, images = {}, {}, {}
     for name in NAMES:
         for label, index in (("true", s.index), ("argmax", argmax)):
             img = composite(name, frames, index, run.volume)
             scores[label, name] = psnr(img, s.all_in_focus)
             images[label, name] = img
-        g = seam_strength(images["argmax", name], s.all_in_focus)
+        g = seam_strength(images["argmax", name], s.all_in_focus, smooth=2.0)
         raw = seam_strength(images["true", name], s.all_in_focus, smooth=0)
         seams[name] = (float(g[edges].mean()), float(g[switches].mean()), float(raw[edges].mean()))
     return scores, seams, images, argmax

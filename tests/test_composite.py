@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 import json
 
-import cv2
 import numpy as np
 import pytest
 
 import dffcore
 from dffcore.components import Context
 from dffcore.data import AlignedStack, DepthResult, FocalStack, FocusVolume
+from dffcore.metrics import depth_edges, psnr, seam_strength
 from dffcore.registry import default_registry
 from dffcore.synth import SynthStack, render_stack
 
@@ -57,33 +57,6 @@ def _pipeline(scene: str, noise: float, name: str, flicker: bool = False) -> dff
         frames = _flickered(frames)
     spec = dffcore.load_spec({"aggregate": "argmax", "composite": {"name": name}})
     return dffcore.run_pipeline(spec, FocalStack(frames), jobs=2)
-
-
-def psnr(image: np.ndarray, truth: np.ndarray) -> float:
-    mse = np.mean((image.astype(np.float64) - truth.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
-
-
-def jumps(index: np.ndarray, radius: int) -> np.ndarray:
-    """Pixels within ``radius`` of a place where ``index`` jumps by more than half a slice."""
-    j = np.zeros(index.shape, bool)
-    dx, dy = np.abs(np.diff(index, axis=1)) > 0.5, np.abs(np.diff(index, axis=0)) > 0.5
-    j[:, 1:] |= dx
-    j[:, :-1] |= dx
-    j[1:] |= dy
-    j[:-1] |= dy
-    k = 2 * radius + 1
-    return cv2.dilate(j.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
-
-
-def seam_strength(image: np.ndarray, truth: np.ndarray, smooth: float = 0.0) -> np.ndarray:
-    """(H,W) gradient magnitude of the error image (optionally Gaussian-smoothed first)."""
-    err = image.astype(np.float32) - truth.astype(np.float32)
-    if smooth:
-        err = cv2.GaussianBlur(err, (0, 0), smooth)
-    gx = cv2.Sobel(err, cv2.CV_32F, 1, 0, ksize=1)
-    gy = cv2.Sobel(err, cv2.CV_32F, 0, 1, ksize=1)
-    return np.sqrt(gx * gx + gy * gy).mean(axis=2)
 
 
 CASES = [("default", 0.0), ("planes", 0.0), ("default", 2.0), ("planes", 2.0)]
@@ -128,8 +101,10 @@ def test_multiband_hides_seams_between_frames_of_different_exposure(scene: str) 
     # seams are low-frequency steps: the error is smoothed (σ 2 px) before its gradient
     g_sel = seam_strength(sel.all_in_focus, s.all_in_focus, smooth=2)
     g_mb = seam_strength(mb.all_in_focus, s.all_in_focus, smooth=2)
-    edges = jumps(s.index, 2)  # along the true depth edges
-    labels = jumps(np.rint(sel.index), 2) & ~jumps(s.index, 4)  # switches inside surfaces
+    edges = depth_edges(s.index, 2)  # along the true depth edges
+    labels = depth_edges(np.rint(sel.index), 2) & ~depth_edges(
+        s.index, 4
+    )  # switches inside surfaces
     print(
         f"\n{scene} ±{FLICKER:.0%} exposure, argmax: PSNR select {p_sel:.2f} multiband"
         f" {p_mb:.2f} dB; seam at depth edges {g_sel[edges].mean():.2f} vs"
@@ -146,7 +121,7 @@ def test_multiband_removes_the_steps_of_a_quantised_index_on_a_slant() -> None:
     frames = _flickered(s.frames)
     sel = _composite("select", frames, s.index)
     mb = _composite("multiband", frames, s.index)
-    steps = jumps(np.rint(s.index), 2)
+    steps = depth_edges(np.rint(s.index), 2)
     g_sel = seam_strength(sel, s.all_in_focus, smooth=2)[steps].mean()
     g_mb = seam_strength(mb, s.all_in_focus, smooth=2)[steps].mean()
     assert g_mb < 0.5 * g_sel
