@@ -22,6 +22,7 @@ import numpy as np
 
 import dffcore
 from dffcore.data import FocalStack
+from dffcore.metrics import to_output_grid
 from dffcore.spec import builtin_pipelines
 from dffcore.synth import render_stack
 
@@ -44,7 +45,7 @@ def synthetic_scores(spec: dffcore.PipelineSpec, quick: bool) -> dict[str, tuple
         t0 = time.perf_counter()
         run = dffcore.run_pipeline(spec, FocalStack(synth.frames))
         sec = time.perf_counter() - t0
-        err = run.result.index - synth.index
+        err = run.result.index - to_output_grid(synth.index, run.aligned.crop)
         out[label] = (float(np.abs(err).mean()), float(np.sqrt((err**2).mean())), sec)
     return out
 
@@ -59,7 +60,7 @@ def hci_scores(spec: dffcore.PipelineSpec) -> tuple[float, float, float] | None:
     run = dffcore.run_pipeline(spec, stack)
     sec = time.perf_counter() - t0
     disparity = np.interp(run.result.index, np.arange(len(focus)), focus)
-    mse = float(((disparity - truth) ** 2).mean())
+    mse = float(((disparity - to_output_grid(truth, run.aligned.crop)) ** 2).mean())
     return mse, float(np.sqrt(mse)), sec
 
 

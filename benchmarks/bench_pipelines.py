@@ -1,16 +1,20 @@
 """End-to-end seconds of the built-in pipelines on one stack, classic alongside for the ratio.
 
-    python benchmarks/bench_pipelines.py [STACK_DIR] [--repeat 5] [PIPELINE ...]
+    python benchmarks/bench_pipelines.py [PIPELINE ...] [--stack DIR] [--repeat 5]
 
 Each run is what `dff run` does: read the frames, run every stage, write the outputs
-(to a temporary folder). Prints the median over ``--repeat`` runs per pipeline, its
-stages, and the ratio to the classic pipeline measured in the same process.
+(to a temporary folder). Each pipeline is measured in its own Python process (after one
+warm-up run), as a user's `dff run` would be, so one pipeline's memory use does not
+slow the next. Prints the median over ``--repeat`` runs, the stages of the last run, and
+the ratio to the classic pipeline measured in the same invocation.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,32 +33,58 @@ def timed(spec: dffcore.PipelineSpec, stack_dir: Path) -> tuple[float, dffcore.R
     return time.perf_counter() - t0, run
 
 
+def measure(name: str, stack_dir: Path, repeat: int) -> dict:
+    """Warm-up plus ``repeat`` timed runs of one pipeline, in this process."""
+    spec = dffcore.load_spec(dffcore.find_pipeline(name))
+    timed(spec, stack_dir)
+    runs = [timed(spec, stack_dir) for _ in range(repeat)]
+    last = runs[-1][1]
+    return {
+        "median": statistics.median(t for t, _ in runs),
+        "stages": [(r.stage, r.seconds) for r in last.records],
+        "frames": last.stack.n,
+        "size": f"{last.stack.shape[1]}x{last.stack.shape[0]}",
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("stack", nargs="?", default=str(DEFAULT_STACK))
     ap.add_argument("pipelines", nargs="*", default=["fast", "best"])
+    ap.add_argument("--stack", default=str(DEFAULT_STACK), help="stack folder (keyboard)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # measure one pipeline, print JSON
     args = ap.parse_args()
     stack_dir = Path(args.stack)
     if not stack_dir.is_dir():
         print(f"{stack_dir}: no such stack folder (the keyboard stack is in ../shared/data)")
         return 2
+    if args.one:
+        print(json.dumps(measure(args.one, stack_dir, args.repeat)))
+        return 0
     names = ["classic", *[p for p in args.pipelines if p != "classic"]]
-    specs = {n: dffcore.load_spec(dffcore.find_pipeline(n)) for n in names}
-    for spec in specs.values():  # warm-up: imports, OpenCV's first calls
-        timed(spec, stack_dir)
-    medians = {}
-    for name, spec in specs.items():
-        runs = [timed(spec, stack_dir) for _ in range(args.repeat)]
-        medians[name] = statistics.median(t for t, _ in runs)
-        stages = ", ".join(f"{r.stage} {r.seconds:.3f}" for r in runs[-1][1].records)
-        stack = runs[-1][1].stack
-        print(
-            f"{name:<10} {medians[name]:6.3f} s  ({stack.n} frames "
-            f"{stack.shape[1]}x{stack.shape[0]}; {stages})"
+    results = {}
+    for name in names:
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--stack",
+                str(stack_dir),
+                "--repeat",
+                str(args.repeat),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
+        r = results[name] = json.loads(out.stdout)
+        stages = ", ".join(f"{st} {sec:.3f}" for st, sec in r["stages"])
+        print(f"{name:<10} {r['median']:6.3f} s  ({r['frames']} frames {r['size']}; {stages})")
     for name in names[1:]:
-        print(f"{name}: {medians['classic'] / medians[name]:.1f}x faster than classic")
+        ratio = results["classic"]["median"] / results[name]["median"]
+        print(f"{name}: {ratio:.1f}x faster than classic")
     return 0
 
 

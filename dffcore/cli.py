@@ -223,6 +223,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     files = write_outputs(run, out / "result", spec_file=str(pipeline))
     from .convert import to_uint8
     from .io import write_image
+    from .metrics import to_output_grid
     from .outputs import colour_depth, side_by_side
 
     n = stack.n
@@ -231,13 +232,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             stack.frames[0],
             to_uint8(run.result.all_in_focus),
             colour_depth(run.result.index, n),
-            colour_depth(synth.index, n),
+            colour_depth(to_output_grid(synth.index, run.aligned.crop), n),
         ],
         [f"frame 0 (of {n})", "all-in-focus", f"depth ({pipeline.stem})", "ground truth"],
     )
     write_image(out / "result" / "summary.png", summary)
     files.append(out / "result" / "summary.png")
-    err = run.result.index - synth.index
+    err = run.result.index - to_output_grid(synth.index, run.aligned.crop)
     mae, rmse = float(np.abs(err).mean()), float(np.sqrt((err**2).mean()))
     within = float((np.abs(err) <= 1).mean() * 100)
     print(

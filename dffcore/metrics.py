@@ -34,3 +34,11 @@ def seam_strength(image: np.ndarray, truth: np.ndarray, smooth: float = 0.0) -> 
     gy = cv2.Sobel(err, cv2.CV_32F, 0, 1, ksize=1)
     mag = np.sqrt(gx * gx + gy * gy)
     return mag.mean(axis=2) if mag.ndim == 3 else mag
+
+
+def to_output_grid(truth: np.ndarray, crop: tuple[int, int, int, int] | None) -> np.ndarray:
+    """Ground truth in a result's pixel grid: cut to the aligner's ``crop`` (x, y, w, h)."""
+    if crop is None:
+        return truth
+    x, y, w, h = crop
+    return truth[y : y + h, x : x + w]
