@@ -20,9 +20,9 @@ For every stack (default ``cocoa_largemotion``, ``dog_largemotion``, ``keyboard`
 ``--variants`` adds the flow settings tried while investigating (DIS preset, occlusion
 threshold 1/2/3 px or off, chain: false, Farneback, reference: first). ``--figures DIR``
 writes, for the hand-held stacks, all-in-focus crops of none / homography / flow side by
-side (:data:`CROPS`): ``align_<stack>.png`` where flow and none differ most in gradient
-energy, ``align_<stack>_flow_gain.png`` / ``_flow_loss.png`` where flow's composite is
-most better / worse than homography's against the reference frame.
+side (:data:`CROPS`), named by :data:`FIGURE_NAMES`: ``align_<name>.png`` where flow and
+none differ most in gradient energy, ``align_<name>_flow_gain.png`` / ``_flow_loss.png``
+where flow's composite is most better / worse than homography's against the reference.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data"
 STACKS = ("cocoa_largemotion", "dog_largemotion", "keyboard")
 FIGURE_STACKS = ("cocoa_largemotion", "dog_largemotion")
+#: figure file names: not the stacks' own names, so no figure looks like a sample frame
+FIGURE_NAMES = {"cocoa_largemotion": "handheld_phone", "dog_largemotion": "handheld_dslr"}
 FIGURE_ALIGNERS = ("none", "homography", "flow")
 
 ALIGNERS: dict[str, dict[str, Any]] = {
@@ -202,7 +204,7 @@ def figures(folder: Path, name: str, rows: dict[str, dict[str, Any]], size=(120,
             )
             for k in FIGURE_ALIGNERS
         ]
-        path = folder / f"align_{name}{suffix}.png"
+        path = folder / f"align_{FIGURE_NAMES.get(name, name)}{suffix}.png"
         write_image(path, side_by_side(crops, list(FIGURE_ALIGNERS)))
         print(f"  wrote {path}: crop x={x} y={y} {size[1]}x{size[0]} shown 2x ({how})")
 
