@@ -223,12 +223,10 @@ class GraphCut(Regularizer):
 
 
 def check_params(p: GraphCutParams) -> None:
-    """Parameter combinations that cannot work, caught before anything is computed."""
-    if p.pairwise == "truncated-quadratic" and p.algorithm == "expansion":
-        raise DffError(
-            "pairwise truncated-quadratic is not a metric, which algorithm expansion "
-            "needs (gco would abort); use algorithm: swap"
-        )
+    """Energy limits known from the parameters alone, checked before anything is computed.
+
+    (A non-metric pairwise with expansion is refused by ``GraphCutParams`` itself.)
+    """
     top = p.unary_scale * (p.weight_scale if p.contrast_sigma > 0 else 1)
     if top > TERM_LIMITS[p.solver]:  # the normalised unary reaches unary_scale
         raise DffError(_too_big("an energy term", top, p.solver, _UNARY_FIX))
