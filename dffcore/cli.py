@@ -92,6 +92,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--size", default="240x320", help="HxW, e.g. 360x640")
     s.add_argument("--noise", type=float, default=0.0, help="noise σ in 8-bit grey levels")
     s.add_argument("--seed", type=int, default=0)
+
+    b = sub.add_parser("batch", help="run a pipeline on many stacks, locally or on Dask")
+    b.add_argument("pipeline", help="pipeline YAML file, or a built-in name (classic)")
+    b.add_argument("stacks", nargs="+", help="stack folders, glob patterns, or @list.txt files")
+    b.add_argument("-o", "--out", required=True, help="output root: one folder per stack")
+    b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--executor", choices=["local", "dask"], default="local")
+    b.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
+    b.add_argument("--workers", type=int, help="Dask local cluster worker processes (default 2)")
+    b.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
+    b.add_argument("--retries", type=int, default=2, help="Dask retries of a failed task")
+    b.add_argument("--force", action="store_true", help="recompute finished stacks")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return p
 
 
@@ -268,12 +281,62 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .batch import collect_stacks, run_batch, totals
+    from .spec import find_pipeline, load_spec
+
+    pipeline = find_pipeline(args.pipeline)
+    spec = load_spec(pipeline, args.overrides)  # validated once, before any work
+    stacks = collect_stacks(args.stacks)
+    if args.executor == "dask":
+        try:
+            import distributed  # noqa: F401  (sets its loggers to INFO when imported)
+        except ImportError:
+            pass  # run_batch says what to install
+        else:  # Dask's own chatter only with -vv
+            logging.getLogger("distributed").setLevel(
+                logging.WARNING if args.verbose < 2 else logging.DEBUG
+            )
+    bar = ProgressBar(sys.stderr, sys.stderr.isatty() and not args.quiet)
+    t0 = time.perf_counter()
+    try:
+        rows = run_batch(
+            spec,
+            stacks,
+            args.out,
+            spec_file=str(pipeline),
+            executor=args.executor,
+            jobs=args.jobs,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            retries=args.retries,
+            force=args.force,
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    count = totals(rows)
+    if not args.quiet:
+        for row in rows:
+            if row["status"] == "failed":
+                print(f"failed: {row['name']}: {row['error']}")
+        print(
+            f"{len(rows)} stacks in {time.perf_counter() - t0:.1f} s: {count['done']} done, "
+            f"{count['skipped']} skipped, {count['failed']} failed; "
+            f"summary in {Path(args.out) / 'batch_summary.csv'}"
+        )
+    return 1 if count["failed"] else 0
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "validate": _cmd_validate,
     "plugins": _cmd_plugins,
     "demo": _cmd_demo,
     "synth": _cmd_synth,
+    "batch": _cmd_batch,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,32 +1,121 @@
-"""Synthetic focal stacks with known ground truth (thin-lens, layered rendering).
+"""Synthetic focal stacks with known ground truth: a thin-lens, layered renderer.
 
-The scene is a handful of textured surfaces. Each surface's inverse depth is
-split (with linear weights) over depth bins uniform in diopters; for every
-frame each bin is blurred with a Gaussian PSF of its circle of confusion, the
-bins of one surface are summed (a surface does not occlude itself) and the
-surfaces are composited "over" one another far to near. Hidden parts of farther
-surfaces are rendered too, so a defocused near edge correctly reveals what is
-behind it.
+Use it to test and benchmark depth from focus where real stacks have no ground truth::
+
+    from dffcore.synth import render_stack, write_stack
+
+    s = render_stack("spheres", n_frames=16, size=(240, 320), noise_sigma=2.0, seed=1,
+                     exposure_flicker=0.02, focus_breathing=0.03, shake_px=1.5, shake_deg=0.2)
+    s.frames        # (16, 240, 320, 3) uint8, focused near -> far
+    s.index         # (240, 320) float32 ground-truth slice index, in frame 0's grid
+    s.transforms    # (16, 3, 3) frame-0 pixel -> frame-k pixel (identity when no motion)
+    write_stack(s, "stack/")   # frames, focus_distances.txt, ground_truth/ (+ metadata.json)
+
+or ``dff synth stack/ --scene spheres --frames 16 --noise 2``. The user guide with a table
+of every scene and option is ``docs/synthetic.md``.
+
+**Camera.** An ideal thin lens (:class:`ThinLensCamera`; default 25 mm, f/2, 10 um
+pixels). A point at distance ``z`` seen with the lens focused at ``s`` is spread over a
+blur circle of diameter (Potmesil & Chakravarty, "A lens and aperture camera model for
+synthetic image generation", SIGGRAPH 1981)::
+
+    c = f^2 / (N (s - f)) * |z - s| / z          (f focal length, N f-number)
+
+divided by the pixel pitch to get pixels. The point-spread function is a Gaussian of
+``sigma = c / (2 sqrt 2)`` (the blur radius over sqrt 2, the usual Gaussian approximation
+of depth from defocus, e.g. Subbarao & Surya, IJCV 13(3), 1994). The default sweep, 0.8 m
+to 1.25 m, blurs the farthest scene point by about 14.5 px in the nearest frame.
+
+**Focus sweep and index.** Frame ``k`` of ``N`` is focused at ``1 / s_k`` evenly spaced in
+diopters from ``1 / near`` (frame 0) to ``1 / far`` (frame N-1), so a point at depth ``z``
+is sharpest at the fractional index ``(N - 1) (1/near - 1/z) / (1/near - 1/far)``; that is
+``index.npy``. Every scene lies within ``[near, far]``.
+
+**Rendering.** A scene is a few surfaces, each an alpha mask and an inverse depth per
+pixel. Each surface's inverse depth is split (with linear weights) over 48 depth bins
+uniform in diopters; for every frame each bin is blurred with its PSF, the bins of one
+surface are summed (a surface does not occlude itself) and the surfaces are composited
+"over" one another far to near. Hidden parts of farther surfaces are rendered too, so a
+defocused near edge reveals what is behind it (partial occlusion). Textures mix
+multi-scale colour noise with crops of scikit-image's bundled photographs.
+
+**Scenes** (:data:`SCENES`; layouts are fixed fractions of the image, textures and the
+``smooth`` surface follow ``seed``):
+
+- ``default``: a slanted background, two discs and a rectangle at three depths.
+- ``planes``: four fronto-parallel planes (background, rectangle, disc, rectangle).
+- ``slant``: one plane, depth linear in x in diopters (index linear in x).
+- ``steps``: five vertical bands at different depths; the middle band is untextured.
+- ``spheres``: three spherical caps bulging toward the camera over a flat background
+  (each cap's inverse depth is ``t_rim - (t_rim - t_apex) sqrt(1 - (r/R)^2)``, so the
+  nearest point is its centre; stretched in depth to span many slices, so strictly
+  half-ellipsoids). The small one sits on the background, the others float.
+- ``cones``: three cones, apex toward the camera, inverse depth linear in the radius.
+- ``smooth``: one smooth random surface (a 4-row grid of Gaussian numbers upsampled
+  bicubically, scaled to 5 %..95 % of the range); the shape depends on ``seed`` but not
+  on the image size.
+- ``textureless``: a textured slanted background and disc with three uniform patches: one
+  painted on the background (same depth), two floating nearer.
+
+**Nuisances** (all off by default; each draws from its own generator seeded
+``[seed, k]``, so switching one on changes nothing else):
+
+- ``noise_sigma``: additive Gaussian noise (grey levels), generator ``[seed, 1]``.
+- ``exposure_flicker``: frame ``k``'s image is multiplied by a gain ``g_k ~ 1 + flicker *
+  N(0, 1)`` (clipped to >= 0.05) before noise and 8-bit clipping; ``[seed, 3]``.
+- ``focus_breathing``: frame ``k`` is magnified by ``m_k = 1 + breathing * k / (N - 1)``
+  about the image centre ``((W-1)/2, (H-1)/2)``: frame 0 has magnification 1 and is the
+  reference grid of the ground truth.
+- ``shake_px``, ``shake_deg``: hand-held shake, a random translation (std ``shake_px`` per
+  axis) and rotation (std ``shake_deg``) about the centre per frame, ``[seed, 4]``;
+  frame 0 is not moved.
+
+Frame ``k``'s transform is ``T_k = S_k @ B_k`` (breathing, then shake): a 3x3 homography
+mapping frame-0 pixel coordinates ``(x, y, 1)`` to frame-``k`` pixel coordinates, the
+convention of :mod:`dffcore.warp`, so ``dffcore.warp.warp(frame_k, T_k, (H, W))`` brings a
+frame back onto the ground truth's grid. The frames are the defocused renders warped
+by ``T_k`` (bicubic, on the float image before flicker and noise). Content that a moved
+frame shows from outside the rendered view is the mirror image of the view's border
+(``cv2.BORDER_REFLECT_101``), not new scene content: score alignment only where
+``dffcore.warp.valid_mask(T_k, (H, W), (H, W))`` is true. The PSF is not rescaled by the
+magnification (a 3 % change of a blur of at most ~15 px).
+
+**Ground truth** (always in frame 0's grid; :func:`write_stack` writes it in
+``ground_truth/``): ``index.npy`` (float32 fractional slice index), ``depth.npy`` (float32
+metres), ``all_in_focus.png`` (sharp, no noise, flicker or motion) and ``metadata.json``
+(camera, sweep, scene, seed and every nuisance setting, the drawn exposure gains and the
+per-frame transforms).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from dffcore.errors import DffError, did_you_mean
-from dffcore.io import write_image, write_npy
+from dffcore.io import atomic_write_bytes, write_image, write_npy
 
 logger = logging.getLogger(__name__)
 
-SCENES: tuple[str, ...] = ("default", "planes", "slant", "steps")
+SCENES: tuple[str, ...] = (
+    "default",
+    "planes",
+    "slant",
+    "steps",
+    "spheres",
+    "cones",
+    "smooth",
+    "textureless",
+)
 _N_BINS = 48  # depth bins (uniform in diopters) for continuous surfaces
 _IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "camera", "brick")
 
@@ -82,7 +171,7 @@ class SynthStack:
     Attributes
     ----------
     frames : ndarray
-        ``(N,H,W,3)`` uint8 RGB; frame 0 is focused nearest.
+        ``(N,H,W,3)`` uint8 RGB; frame 0 is focused nearest and is the reference grid.
     focus_distances_m : ndarray
         ``(N,)`` float64 focus distances in metres, increasing.
     depth_m : ndarray
@@ -96,6 +185,14 @@ class SynthStack:
         Camera used for rendering.
     scene : str
         Scene name.
+    transforms : ndarray or None
+        ``(N,3,3)`` float64 homographies mapping frame-0 pixels ``(x, y, 1)`` to frame
+        ``k``'s pixels (the :mod:`dffcore.warp` convention); identity without breathing
+        or shake. ``None`` for a stack not made by :func:`render_stack`.
+    metadata : dict
+        JSON-serialisable description of the render (camera, focus distances, range,
+        scene, seed, nuisance settings, exposure gains, transforms); written by
+        :func:`write_stack` as ``ground_truth/metadata.json``.
     """
 
     frames: np.ndarray
@@ -105,6 +202,8 @@ class SynthStack:
     all_in_focus: np.ndarray
     camera: ThinLensCamera
     scene: str
+    transforms: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @functools.cache
@@ -151,10 +250,37 @@ def _rect(h: int, w: int, y0: float, y1: float, x0: float, x1: float) -> np.ndar
     return m
 
 
-def _scene(name: str, h: int, w: int) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+def _cap(
+    h: int, w: int, cy: float, cx: float, r: float, t_rim: float, t_apex: float, cone: bool
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A textured spherical cap (or cone) of radius ``r`` px: ``(alpha, t, True)``.
+
+    ``t`` goes from ``t_rim`` at the rim to ``t_apex`` (nearest) at the centre, with the
+    profile ``sqrt(1 - (rho/r)^2)`` of a sphere, or ``1 - rho/r`` for a cone.
+    """
+    yy, xx = np.ogrid[:h, :w]
+    rho = np.minimum(np.hypot(yy - cy * h, xx - cx * w) / r, 1.0)
+    bulge = 1.0 - rho if cone else np.sqrt(1.0 - rho * rho)
+    return _disc(h, w, cy, cx, r), (t_rim - (t_rim - t_apex) * bulge).astype(np.float32), True
+
+
+def _smooth_surface(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth random ``t`` field: a coarse Gaussian grid upsampled bicubically, 0.05..0.95."""
+    rng = np.random.default_rng([seed, 2])
+    rows = 4
+    cols = max(2, round(rows * w / h))
+    coarse = rng.standard_normal((rows, cols)).astype(np.float32)
+    field_ = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    lo, hi = float(field_.min()), float(field_.max())
+    return (0.05 + 0.9 * (field_ - lo) / max(hi - lo, 1e-6)).astype(np.float32)
+
+
+def _scene(name: str, h: int, w: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, Any]]:
     """Surfaces far to near: ``(alpha (H,W), t (H,W), textured)``; t = 0 near ... 1 far.
 
     ``t`` is the position in the diopter range, so a plane has ``t`` affine in (x, y).
+    ``textured`` is True (photographic texture), False (nearly uniform) or a float: nearly
+    uniform with that brightness factor.
     """
     full = np.ones((h, w), np.float32)
     ramp = np.broadcast_to(np.linspace(0.0, 1.0, w, dtype=np.float32), (h, w))
@@ -183,6 +309,25 @@ def _scene(name: str, h: int, w: int) -> list[tuple[np.ndarray, np.ndarray, bool
                 i != 2,
             )
             for i in np.argsort(-band_t)
+        ]
+    if name in ("spheres", "cones"):
+        cone = name == "cones"
+        return [
+            (full, const(0.9), True),
+            _cap(h, w, 0.8, 0.3, 0.14 * r, 0.9, 0.6, cone),  # sits on the background
+            _cap(h, w, 0.35, 0.28, 0.26 * r, 0.75, 0.25, cone),
+            _cap(h, w, 0.62, 0.7, 0.3 * r, 0.85, 0.08, cone),
+        ]
+    if name == "smooth":
+        return [(full, _smooth_surface(h, w, seed), True)]
+    if name == "textureless":
+        back_t = 0.55 + 0.4 * ramp
+        return [
+            (full, back_t, True),
+            (_rect(h, w, 0.1, 0.45, 0.6, 0.9), back_t, 0.75),  # painted on the background
+            (_disc(h, w, 0.7, 0.75, 0.18 * r), const(0.35), True),
+            (_rect(h, w, 0.15, 0.55, 0.1, 0.45), const(0.25), 1.15),
+            (_disc(h, w, 0.72, 0.3, 0.16 * r), const(0.1), 0.85),
         ]
     return [  # default
         (full, 0.5 + 0.48 * ramp, True),
@@ -234,6 +379,27 @@ def _composite(layers: list[list[tuple]], sigma: np.ndarray, h: int, w: int) -> 
     return acc[..., :3] / np.maximum(acc[..., 3:], 1e-6)
 
 
+def _motion(
+    n: int, h: int, w: int, breathing: float, shake_px: float, shake_deg: float, seed: int
+) -> np.ndarray:
+    """``(n,3,3)`` frame-0 pixel -> frame-k pixel: magnification about the centre, then shake."""
+    c = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    out = np.tile(np.eye(3), (n, 1, 1))
+    draws = np.zeros((n, 3))
+    if shake_px > 0 or shake_deg > 0:
+        rng = np.random.default_rng([seed, 4])
+        draws[1:] = rng.standard_normal((n - 1, 3)) * [shake_px, shake_px, shake_deg]
+    for k in range(1, n):
+        m = 1.0 + breathing * k / (n - 1)
+        dx, dy, deg = draws[k]
+        cos, sin = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+        rot = np.array([[cos, -sin], [sin, cos]])
+        a = rot * m  # x' = c + (dx, dy) + R m (x - c)
+        out[k, :2, :2] = a
+        out[k, :2, 2] = c + np.array([dx, dy]) - a @ c
+    return out
+
+
 def render_stack(
     scene: str = "default",
     *,
@@ -244,6 +410,10 @@ def render_stack(
     camera: ThinLensCamera | None = None,
     near_m: float | None = None,
     far_m: float | None = None,
+    exposure_flicker: float = 0.0,
+    focus_breathing: float = 0.0,
+    shake_px: float = 0.0,
+    shake_deg: float = 0.0,
 ) -> SynthStack:
     """Render a synthetic focal stack with ground truth.
 
@@ -258,17 +428,30 @@ def render_stack(
     noise_sigma : float
         Standard deviation of additive Gaussian noise in 8-bit grey levels.
     seed : int
-        Seed for textures and noise; output is deterministic given all arguments.
+        Seed for textures, the ``smooth`` surface and every random nuisance; output is
+        deterministic given all arguments.
     camera : ThinLensCamera, optional
         Defaults to ``ThinLensCamera()`` (25 mm, f/2, 10 um pixels).
     near_m, far_m : float, optional
         Nearest and farthest focus distances (default 0.8 m and 1.25 m, about 14.5 px
         of maximum blur with the default camera). Scene depths lie in this range.
+    exposure_flicker : float
+        Relative standard deviation of a per-frame gain ``1 + flicker * N(0, 1)`` (clipped
+        to >= 0.05), applied before noise; the gains are in ``metadata["exposure_gains"]``.
+        0 (default) = off.
+    focus_breathing : float
+        Magnification change from the first to the last frame, linear in the frame index,
+        about the image centre: 0.03 zooms the last frame in by 3 %, negative zooms out.
+        Frame 0 keeps magnification 1. 0 (default) = off.
+    shake_px, shake_deg : float
+        Standard deviations of a random per-frame translation (pixels, per axis) and
+        rotation about the image centre (degrees); frame 0 is not moved. 0 = off.
 
     Returns
     -------
     SynthStack
-        Frames focused from near to far (evenly spaced in diopters) and ground truth.
+        Frames focused from near to far (evenly spaced in diopters), ground truth in frame
+        0's grid, the per-frame ``transforms`` and ``metadata``.
     """
     t_start = time.perf_counter()
     if scene not in SCENES:
@@ -287,6 +470,15 @@ def render_stack(
         )
     if not cam.focal_length_mm / 1000.0 < near < far:
         raise DffError(f"need focal length < near_m < far_m, got near {near} m, far {far} m")
+    nuisances = {
+        "exposure_flicker": (exposure_flicker, 0.0, 1.0),
+        "focus_breathing": (focus_breathing, -0.5, 0.5),
+        "shake_px": (shake_px, 0.0, float(max(h, w))),
+        "shake_deg": (shake_deg, 0.0, 45.0),
+    }
+    for name, (value, lo, hi) in nuisances.items():
+        if not (np.isfinite(value) and lo <= value <= hi):
+            raise DffError(f"{name} = {value}: expected a number in [{lo:g}, {hi:g}]")
 
     d_near, d_far = 1.0 / near, 1.0 / far
     focus = 1.0 / np.linspace(d_near, d_far, n_frames)
@@ -298,26 +490,72 @@ def render_stack(
     sharp = np.zeros((h, w, 3), np.float32)
     t_vis = np.zeros((h, w), np.float32)
     layers = []
-    for i, (alpha, t, textured) in enumerate(_scene(scene, h, w)):
-        if textured:
+    for i, (alpha, t, textured) in enumerate(_scene(scene, h, w, seed)):
+        if textured and not isinstance(textured, float):
             tex = _texture(rng, h, w, _IMAGES[images[i % len(images)]])
         else:  # nearly uniform, faintly tinted
             tex = 140.0 + 2.0 * rng.standard_normal((h, w, 3)).astype(np.float32)
             tex = cv2.GaussianBlur(tex, (0, 0), 2.0) * np.float32([1.0, 0.9, 0.7])
+            if isinstance(textured, float):  # a brightness factor
+                tex *= np.float32(textured)
         sharp += alpha[..., None] * (tex - sharp)
         t_vis = np.where(alpha >= 0.5, t, t_vis)
         layers.append(_bin_layers(tex, alpha, t))
+
+    transforms = _motion(n_frames, h, w, focus_breathing, shake_px, shake_deg, seed)
+    gains = np.ones(n_frames)
+    if exposure_flicker > 0:
+        flicker_rng = np.random.default_rng([seed, 3])
+        gains = np.maximum(1.0 + exposure_flicker * flicker_rng.standard_normal(n_frames), 0.05)
 
     frames = np.empty((n_frames, h, w, 3), np.uint8)
     noise_rng = np.random.default_rng([seed, 1])
     for k in range(n_frames):
         img = _composite(layers, sigma[k], h, w)
+        if not np.array_equal(transforms[k], np.eye(3)):
+            img = cv2.warpPerspective(
+                img,
+                transforms[k],
+                (w, h),
+                flags=cv2.INTER_CUBIC,
+                borderMode=cv2.BORDER_REFLECT_101,
+            )
+        if gains[k] != 1.0:
+            img *= np.float32(gains[k])
         if noise_sigma > 0:
             img += noise_rng.normal(0.0, noise_sigma, img.shape).astype(np.float32)
         frames[k] = np.rint(np.clip(img, 0.0, 255.0)).astype(np.uint8)
 
     depth = (1.0 / (d_near + t_vis.astype(np.float64) * (d_far - d_near))).astype(np.float32)
     index = np.interp(1.0 / depth, 1.0 / focus[::-1], np.arange(n_frames, dtype=float)[::-1])
+    metadata = {
+        "generator": "dffcore.synth.render_stack",
+        "scene": scene,
+        "seed": int(seed),
+        "n_frames": int(n_frames),
+        "size_hw": [h, w],
+        "camera": {
+            "focal_length_mm": cam.focal_length_mm,
+            "f_number": cam.f_number,
+            "pixel_pitch_um": cam.pixel_pitch_um,
+        },
+        "near_m": near,
+        "far_m": far,
+        "focus_distances_m": focus.tolist(),
+        "focus_spacing": "even in diopters, frame 0 nearest",
+        "noise_sigma": float(noise_sigma),
+        "exposure_flicker": float(exposure_flicker),
+        "exposure_gains": gains.tolist(),
+        "focus_breathing": float(focus_breathing),
+        "magnification": (1.0 + focus_breathing * np.arange(n_frames) / (n_frames - 1)).tolist(),
+        "shake_px": float(shake_px),
+        "shake_deg": float(shake_deg),
+        "reference_frame": 0,
+        "transform_convention": "3x3 homography: frame-0 pixel (x, y, 1) -> frame-k pixel "
+        "(as dffcore.warp); pixel centres at integer coordinates",
+        "border": "BORDER_REFLECT_101 (mirrored view border, not scene content)",
+        "transforms": transforms.tolist(),
+    }
     logger.debug(
         "rendered %s: %d x %dx%d in %.2f s", scene, n_frames, h, w, time.perf_counter() - t_start
     )
@@ -329,6 +567,8 @@ def render_stack(
         all_in_focus=np.rint(sharp).astype(np.uint8),
         camera=cam,
         scene=scene,
+        transforms=transforms,
+        metadata=metadata,
     )
 
 
@@ -336,8 +576,10 @@ def write_stack(stack: SynthStack, folder: str | os.PathLike) -> list[Path]:
     """Write a stack to ``folder`` (created if needed).
 
     Writes ``frame_000.png`` ..., ``focus_distances.txt`` (metres, one per line, ``#``
-    header) and, in ``ground_truth/``, ``index.npy``, ``depth.npy`` and ``all_in_focus.png``;
-    the folder itself is a stack that ``dff run`` reads.
+    header) and, in ``ground_truth/``, ``index.npy``, ``depth.npy``, ``all_in_focus.png``
+    and ``metadata.json`` (``stack.metadata``; for a stack built by hand, at least the
+    scene, camera and focus distances); the folder itself is a stack that ``dff run`` reads.
+    Every file is written atomically.
 
     Parameters
     ----------
@@ -369,5 +611,21 @@ def write_stack(stack: SynthStack, folder: str | os.PathLike) -> list[Path]:
     write_npy(gt / "index.npy", stack.index)
     write_npy(gt / "depth.npy", stack.depth_m)
     write_image(gt / "all_in_focus.png", stack.all_in_focus)
+    cam = stack.camera
+    metadata = {
+        "scene": stack.scene,
+        "n_frames": len(stack.frames),
+        "camera": {
+            "focal_length_mm": cam.focal_length_mm,
+            "f_number": cam.f_number,
+            "pixel_pitch_um": cam.pixel_pitch_um,
+        },
+        "focus_distances_m": np.asarray(stack.focus_distances_m, dtype=float).tolist(),
+        **stack.metadata,
+    }
+    # one line per key: readable, and the transforms stay one compact list
+    lines = [f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in metadata.items()]
+    text = "{\n" + ",\n".join(lines) + "\n}\n"
+    atomic_write_bytes(gt / "metadata.json", text.encode("utf-8"))
     logger.info("wrote %d frames of synthetic scene %r to %s", len(paths), stack.scene, out)
     return paths
