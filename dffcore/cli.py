@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--reverse", action="store_true", help="reverse the frame order")
     r.add_argument("--focus-distances", metavar="FILE", help="sidecar with one distance per frame")
+    r.add_argument(
+        "--ply",
+        action="store_true",
+        help="also write points.ply, a metric point cloud (needs focus distances)",
+    )
     r.add_argument("--jobs", type=int, default=None, help="worker threads (default: all cores)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
@@ -105,6 +110,29 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--retries", type=int, default=2, help="Dask retries of a failed task")
     b.add_argument("--force", action="store_true", help="recompute finished stacks")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+    c = sub.add_parser("compare", help="compare pipelines on stacks with ground truth: a report")
+    c.add_argument("pipelines", nargs="+", metavar="PIPELINE", help="YAML files or built-in names")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--synth", metavar="SCENE[,SCENE...]", help="synthetic scenes ('all': every)")
+    src.add_argument("--data", metavar="PATH", help="a dataset: dffcore, hci, ddff12 or fod500")
+    c.add_argument("--kind", default=None, help="dataset layout of --data (default: auto)")
+    c.add_argument("-o", "--out", required=True, metavar="REPORT", help="report folder")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="expand the one pipeline into variants (cartesian product over several --grid)",
+    )
+    c.add_argument("--frames", type=int, help="--synth: frames per stack (default 16)")
+    c.add_argument("--size", help="--synth: HxW (default 240x320)")
+    c.add_argument("--noise", type=float, help="--synth: noise σ in grey levels (default 0)")
+    c.add_argument("--seed", type=int, help="--synth: seed (default 0)")
+    c.add_argument("--limit", type=int, help="--data: only the first N samples")
+    c.add_argument("--force", action="store_true", help="recompute cached results")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return p
 
 
@@ -157,8 +185,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             focus_distances=args.focus_distances,
             progress=lambda d, t: bar("read", d, t),
         )
+        if args.ply and stack.focus_distances is None:
+            raise DffError(
+                f"--ply: {stack.paths[0].parent}: a point cloud needs focus distances: put "
+                "focus_distances.txt next to the frames (one distance per frame in reading "
+                "order, in metres; '# unit: diopter' for diopters) or pass --focus-distances FILE"
+            )
         run = run_pipeline(spec, stack, progress=bar, jobs=args.jobs)
-        files = write_outputs(run, args.out, spec_file=str(pipeline), reversed_=args.reverse)
+        files = write_outputs(
+            run, args.out, spec_file=str(pipeline), reversed_=args.reverse, point_cloud=args.ply
+        )
     finally:
         bar.close()
     if not args.quiet:
@@ -258,8 +294,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"pipeline {pipeline.stem} on synthetic '{args.scene}' ({stack.n} frames "
         f"{stack.shape[1]}x{stack.shape[0]}): {run.seconds:.2f} s"
     )
+    metres = ""  # the synthetic stack's focus_distances.txt gives metric depth
+    if run.result.depth is not None:
+        from .metrics import evaluate_depth
+
+        truth_m = to_output_grid(synth.depth_m, run.aligned.crop)
+        metres = f", depth RMSE {evaluate_depth(run.result.depth, truth_m)['rmse']:.4f} m"
     print(
-        f"accuracy against ground truth: MAE {mae:.3f} slices, RMSE {rmse:.3f} slices, "
+        f"accuracy against ground truth: MAE {mae:.3f} slices{metres}, RMSE {rmse:.3f} slices, "
         f"{within:.1f}% of pixels within 1 slice"
     )
     print(f"wrote {len(files)} files to {out / 'result'} (input frames in {out / 'stack'})")
@@ -330,6 +372,52 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 1 if count["failed"] else 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .compare import (
+        SYNTH_DEFAULTS,
+        compare,
+        dataset_stacks,
+        parse_size,
+        pipeline_variants,
+        synthetic_stacks,
+    )
+
+    synth_opts = {"frames": args.frames, "size": args.size, "noise": args.noise, "seed": args.seed}
+    if args.data is not None:
+        for flag, value in synth_opts.items():
+            if value is not None:
+                raise DffError(f"--{flag} applies to --synth stacks, not to --data")
+    elif args.kind is not None or args.limit is not None:
+        raise DffError(f"--{'kind' if args.kind else 'limit'} applies to --data, not to --synth")
+    variants = pipeline_variants(args.pipelines, args.overrides, args.grid)  # before any work
+    if args.data is not None:
+        stacks = dataset_stacks(args.data, args.kind or "auto", args.limit)
+    else:
+        opts = {k: v for k, v in synth_opts.items() if v is not None}
+        if "size" in opts:
+            opts["size"] = parse_size(opts["size"])
+        stacks = synthetic_stacks(args.synth, **{**SYNTH_DEFAULTS, **opts})
+    bar = ProgressBar(sys.stderr, sys.stderr.isatty() and not args.quiet)
+    t0 = time.perf_counter()
+    try:
+        rows = compare(variants, stacks, args.out, force=args.force, progress=bar)
+    finally:
+        bar.close()
+    failed = [r for r in rows if r["status"] == "failed"]
+    if not args.quiet:
+        for row in failed:
+            print(f"failed: {row['pipeline']} on {row['stack']}: {row['error']}")
+        cached = sum(1 for r in rows if r["cached"])
+        print(
+            f"{len(variants)} pipelines × {len(stacks)} stacks in "
+            f"{time.perf_counter() - t0:.1f} s: {len(rows) - cached - len(failed)} computed, "
+            f"{cached} cached, {len(failed)} failed; report in {Path(args.out) / 'report.md'}"
+        )
+    return 1 if failed else 0
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "validate": _cmd_validate,
@@ -337,6 +425,7 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "synth": _cmd_synth,
     "batch": _cmd_batch,
+    "compare": _cmd_compare,
 }
 
 if __name__ == "__main__":  # pragma: no cover

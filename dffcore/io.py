@@ -3,6 +3,9 @@
 Stacks are read from a folder (natural sort of file names), a glob pattern or an
 explicit list of files. Outputs are written atomically: to a temporary file in the
 destination folder, then renamed over the final name.
+
+Focus distances come from a sidecar file (:func:`read_focus_distances`) or, when there is
+none, from each JPEG frame's EXIF ``SubjectDistance`` (:func:`read_exif_numbers`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import glob as globmod
 import logging
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +30,13 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 FOCUS_SIDECAR = "focus_distances.txt"
 _FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR  # keeps 16 bit; honours EXIF orientation
+EXIF_READ_BYTES = 65536  # EXIF lives in APP1, which cannot exceed 64 KB; read no more
+#: Exif-IFD tags read by :func:`read_exif_numbers` (CIPA DC-008 Exif 2.32, section 4.6.5)
+EXIF_TAGS = {
+    0x9206: "SubjectDistance",  # RATIONAL, metres; 0 = unknown, 0xFFFFFFFF/1 = infinity
+    0x920A: "FocalLength",  # RATIONAL, millimetres
+    0xA405: "FocalLengthIn35mmFilm",  # SHORT, millimetres (35 mm equivalent)
+}
 
 
 def natural_key(path: str | Path) -> list[object]:
@@ -107,6 +118,137 @@ def read_focus_distances(path: str | Path, n: int) -> tuple[np.ndarray, FocusUni
     return np.asarray(values, np.float64), unit
 
 
+def _jpeg_exif_tiff(data: bytes) -> bytes | None:
+    """The TIFF block of a JPEG's APP1 ``Exif\\0\\0`` segment, or None (not a JPEG, no EXIF)."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ValueError(f"no JPEG marker at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no metadata after this
+            return None
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2:
+            raise ValueError(f"JPEG segment length {length} at byte {pos}")
+        segment = data[pos + 4 : pos + 2 + length]
+        if marker == 0xE1 and segment.startswith(b"Exif\x00\x00"):
+            return segment[6:]
+        pos += 2 + length
+    return None
+
+
+def _tiff_ifd(tiff: bytes, order: str, offset: int) -> dict[int, tuple[int, int]]:
+    """Entries of the TIFF IFD at ``offset``: tag -> (field type, offset of its value field)."""
+    (count,) = struct.unpack_from(order + "H", tiff, offset)
+    entries = {}
+    for i in range(count):
+        tag, ftype = struct.unpack_from(order + "HH", tiff, offset + 2 + 12 * i)
+        entries[tag] = (ftype, offset + 2 + 12 * i + 8)
+    return entries
+
+
+def _tiff_number(tiff: bytes, order: str, ftype: int, field: int) -> float | None:
+    """First value of a SHORT, LONG, RATIONAL or SRATIONAL field; None for other types."""
+    if ftype == 3:
+        return float(struct.unpack_from(order + "H", tiff, field)[0])
+    if ftype in (4, 13):  # LONG, IFD
+        return float(struct.unpack_from(order + "I", tiff, field)[0])
+    if ftype in (5, 10):  # RATIONAL, SRATIONAL: two 32-bit integers stored at an offset
+        (where,) = struct.unpack_from(order + "I", tiff, field)
+        num, den = struct.unpack_from(order + ("II" if ftype == 5 else "ii"), tiff, where)
+        if ftype == 5 and num == 0xFFFFFFFF:  # Exif's "infinity"
+            return float("inf")
+        return num / den if den else None
+    return None
+
+
+def read_exif_numbers(path: str | Path) -> dict[str, float]:
+    """Numeric Exif-IFD tags of a JPEG file: the names of :data:`EXIF_TAGS` that it has.
+
+    A small pure-Python reader of the first 64 KB only: the APP1 ``Exif\\0\\0`` segment,
+    its TIFF header, IFD0, the Exif IFD it points to (tag 0x8769) and the tags in
+    :data:`EXIF_TAGS` (TIFF 6.0 section 2; CIPA DC-008-2019 Exif 2.32, sections 4.5-4.6).
+    Values are returned as stored (``SubjectDistance`` 0 means unknown, ``inf`` infinity).
+    Other formats, missing EXIF and malformed EXIF give ``{}``; malformed EXIF is logged at
+    debug level and never raises.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(EXIF_READ_BYTES)
+        tiff = _jpeg_exif_tiff(data)
+        if tiff is None:
+            return {}
+        order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+        if order is None or struct.unpack_from(order + "H", tiff, 2)[0] != 42:
+            raise ValueError("bad TIFF header")
+        ifd0 = _tiff_ifd(tiff, order, struct.unpack_from(order + "I", tiff, 4)[0])
+        if 0x8769 not in ifd0:
+            return {}
+        ftype, field = ifd0[0x8769]
+        if ftype not in (4, 13):  # LONG or IFD
+            raise ValueError(f"Exif IFD pointer of field type {ftype}")
+        exif = _tiff_ifd(tiff, order, struct.unpack_from(order + "I", tiff, field)[0])
+        out = {}
+        for tag, name in EXIF_TAGS.items():
+            if tag in exif:
+                value = _tiff_number(tiff, order, *exif[tag])
+                if value is not None:
+                    out[name] = value
+        return out
+    except (OSError, ValueError, struct.error) as exc:
+        logger.debug("%s: EXIF not readable, ignored: %s", path, exc)
+        return {}
+
+
+def exif_focus_distance(path: str | Path) -> float | None:
+    """EXIF ``SubjectDistance`` of a JPEG in metres, or None unless positive and finite."""
+    value = read_exif_numbers(path).get("SubjectDistance")
+    return value if value is not None and 0 < value < float("inf") else None
+
+
+def _exif_focus_distances(paths: Sequence[Path]) -> np.ndarray | None:
+    """Every frame's EXIF focus distance (metres), or None unless every frame has one."""
+    values = [exif_focus_distance(p) for p in paths]
+    have = sum(v is not None for v in values)
+    if have == 0:
+        return None
+    if have < len(values):
+        missing = next(p for p, v in zip(paths, values, strict=True) if v is None)
+        logger.warning(
+            "EXIF focus distances ignored: only %d of %d frames have SubjectDistance "
+            "(%s has none); give a %s sidecar instead",
+            have,
+            len(values),
+            missing.name,
+            FOCUS_SIDECAR,
+        )
+        return None
+    distances = np.asarray(values, np.float64)
+    logger.info(
+        "focus distances from EXIF SubjectDistance of %d frames: %.4g .. %.4g m",
+        len(values),
+        distances.min(),
+        distances.max(),
+    )
+    if np.unique(distances).size < distances.size:
+        logger.warning(
+            "EXIF focus distances repeat (%d distinct values for %d frames): metric depth "
+            "is coarse; a %s sidecar is more precise",
+            np.unique(distances).size,
+            distances.size,
+            FOCUS_SIDECAR,
+        )
+    return distances
+
+
 def read_stack(
     source: str | Path | Sequence[str | Path],
     *,
@@ -117,7 +259,11 @@ def read_stack(
     """Read a focal stack; frames keep their native dtype, colour is RGB.
 
     ``focus_distances`` names a sidecar file; by default ``focus_distances.txt`` next to
-    the frames is used when present. ``reverse`` reverses the frame order.
+    the frames is used when present. Without a sidecar, the frames' EXIF
+    ``SubjectDistance`` (JPEG only) gives the distances in metres when every frame has a
+    positive finite one; if only some have it, EXIF is ignored with a warning. The source
+    is recorded in ``metadata["focus_distances_source"]`` (the sidecar's path or
+    ``"exif"``). ``reverse`` reverses the frame order.
     """
     paths = list_frames(source)
     if len(paths) < 2:
@@ -151,8 +297,15 @@ def read_stack(
     sidecar = Path(focus_distances) if focus_distances else paths[0].parent / FOCUS_SIDECAR
     if focus_distances and not sidecar.is_file():
         raise DffError(f"{sidecar}: no such focus-distance file")
-    if sidecar.is_file():
+    metadata: dict[str, str] = {}
+    if sidecar.is_file():  # the sidecar wins over EXIF
         distances, unit = read_focus_distances(sidecar, len(paths))
+        metadata["focus_distances_source"] = str(sidecar)
+    else:
+        distances = _exif_focus_distances(paths)
+        if distances is not None:
+            unit = "m"
+            metadata["focus_distances_source"] = "exif"
     if reverse:
         frames = frames[::-1].copy()
         paths = paths[::-1]
@@ -164,7 +317,7 @@ def read_stack(
         first.shape[0],
         paths[0].parent,
     )
-    return FocalStack(frames, paths, distances, unit)
+    return FocalStack(frames, paths, distances, unit, metadata)
 
 
 # -- writing -------------------------------------------------------------------

@@ -1,10 +1,17 @@
-"""Write a run's results to an output folder (the output contract), atomically."""
+"""Write a run's results to an output folder (the output contract), atomically.
+
+16-bit PNGs state their scale in a PNG ``tEXt`` chunk with the keyword
+:data:`PNG_SCALE_KEY` (``dffcore:scale``): ``depth.png`` the index mapping,
+``depth_metres.png`` (written when focus distances give metric depth) ``1 unit = 1 mm``.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import platform
+import struct
+import zlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -13,7 +20,8 @@ import cv2
 import numpy as np
 
 from .errors import DffError
-from .io import atomic_write_bytes, write_image, write_npy
+from .io import atomic_write_bytes, encode_image, write_image, write_npy
+from .pointcloud import depth_to_points, stack_intrinsics, write_ply
 from .registry import default_registry
 from .runner import Run
 
@@ -22,6 +30,10 @@ INDEX_MEANING = (
     "(0 = first frame: natural sort of file names, reversed if requested), "
     "in the reference frame's pixel grid (offset by `crop` when the aligner cropped)"
 )
+PNG_SCALE_KEY = "dffcore:scale"
+DEPTH_METRES_SCALE = "1 unit = 1 mm"
+DEPTH_METRES_PNG = "uint16 millimetres, 0 = unknown"
+POINT_CLOUD_FRAME = "camera frame: x right, y down, z forward (optical axis), metres"
 
 
 def prepare_output_dir(path: str | Path) -> Path:
@@ -40,6 +52,52 @@ def depth_png(index: np.ndarray, n: int) -> np.ndarray:
     """16-bit depth image: value = index × 65535 / (N − 1)."""
     scale = 65535.0 / max(n - 1, 1)
     return np.clip(np.rint(index * scale), 0, 65535).astype(np.uint16)
+
+
+def depth_png_mapping(n: int) -> str:
+    """What a value of ``depth.png`` means (``run.json``'s ``depth_png`` and its tEXt chunk)."""
+    return f"uint16 = round(index * 65535 / {max(n - 1, 1)})"
+
+
+def depth_metres_png(depth_m: np.ndarray, confidence: np.ndarray | None = None) -> np.ndarray:
+    """16-bit metric depth: uint16 millimetres = round(depth × 1000), 0 = unknown.
+
+    Unknown means no depth (NaN, or <= 0 m) or, when ``confidence`` is given, confidence
+    0. Depths are clipped to 1 .. 65535 mm, so the farthest representable depth is
+    65.535 m (farther, infinity included, reads as 65.535 m) and a known depth never
+    reads as 0.
+    """
+    d = np.asarray(depth_m, np.float64)
+    known = d > 0  # False for NaN too
+    if confidence is not None:
+        known &= confidence > 0
+    mm = np.clip(np.rint(np.where(known, d, 0.0) * 1000.0), 1, 65535)
+    return np.where(known, mm, 0).astype(np.uint16)
+
+
+def png_add_text(png: bytes, keyword: str, text: str) -> bytes:
+    """Insert a ``tEXt`` chunk (``keyword``, ``text``, Latin-1) right after IHDR.
+
+    PNG specification (ISO/IEC 15948:2003, W3C REC-PNG), sections 5.3 (chunk layout:
+    length, type, data, CRC-32 of type and data) and 11.3.4.3 (tEXt: keyword of 1-79
+    characters, a zero byte, the text).
+    """
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG starting with IHDR")
+    if not 1 <= len(keyword) <= 79:
+        raise ValueError(f"PNG tEXt keyword must have 1 to 79 characters: {keyword!r}")
+    end = 8 + 12 + struct.unpack(">I", png[8:12])[0]  # signature + IHDR chunk
+    body = b"tEXt" + keyword.encode("latin-1") + b"\x00" + text.encode("latin-1")
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    return png[:end] + chunk + png[end:]
+
+
+def write_png_text(path: str | Path, image: np.ndarray, text: dict[str, str]) -> None:
+    """Write a PNG atomically with ``tEXt`` chunks ``{keyword: text}`` after IHDR."""
+    png = encode_image(image, ".png")
+    for keyword, value in reversed(text.items()):
+        png = png_add_text(png, keyword, value)
+    atomic_write_bytes(path, png)
 
 
 def colour_depth(index: np.ndarray, n: int) -> np.ndarray:
@@ -102,7 +160,7 @@ def _versions(run: Run) -> dict[str, Any]:
     for dist in (
         "dffcore",
         "numpy",
-        "opencv-python-headless",
+        "opencv-contrib-python-headless",
         "scikit-image",
         "pydantic",
         "gco-wrapper",
@@ -137,12 +195,13 @@ def run_record(
             if stack.focus_distances is None
             else [float(d) for d in stack.focus_distances],
             "focus_unit": stack.focus_unit,
+            "focus_distances_source": stack.metadata.get("focus_distances_source"),
         },
         "reference_frame": ref,
         "crop": None if aligned.crop is None else dict(zip("xywh", aligned.crop, strict=True)),
         "reference_file": str(stack.paths[ref]) if ref < len(stack.paths) else None,
         "index_meaning": INDEX_MEANING,
-        "depth_png": f"uint16 = round(index * 65535 / {max(stack.n - 1, 1)})",
+        "depth_png": depth_png_mapping(stack.n),
         "stages": [
             {
                 "stage": r.stage,
@@ -156,13 +215,35 @@ def run_record(
         "alignment": aligned.diagnostics,
         "unreliable_pixels": int((result.confidence == 0).sum()),
         "diagnostics": result.diagnostics,
+        **(
+            {}
+            if result.depth is None
+            else {"depth_unit": "m", "depth_metres_png": DEPTH_METRES_PNG}
+        ),
     }
 
 
 def write_outputs(
-    run: Run, out_dir: str | Path, *, spec_file: str | None = None, reversed_: bool = False
+    run: Run,
+    out_dir: str | Path,
+    *,
+    spec_file: str | None = None,
+    reversed_: bool = False,
+    point_cloud: bool = False,
 ) -> list[Path]:
-    """Write every file of the output contract; each file appears complete or not at all."""
+    """Write every file of the output contract; each file appears complete or not at all.
+
+    With metric depth (the stack has focus distances) this adds ``depth.npy`` (metres,
+    ``run.json``'s ``depth_unit``) and ``depth_metres.png``
+    (:func:`depth_metres_png`). ``point_cloud`` adds ``points.ply``: every pixel with a
+    depth and confidence > 0, back-projected with :func:`dffcore.pointcloud.stack_intrinsics`
+    and coloured by the all-in-focus image; it needs focus distances.
+    """
+    if point_cloud and run.result.depth is None:
+        raise DffError(
+            "a point cloud needs focus distances: give read_stack a focus_distances file "
+            "(one distance per frame in metres, '# unit: diopter' for diopters)"
+        )
     out = prepare_output_dir(out_dir)
     result, n = run.result, run.stack.n
     written = []
@@ -173,21 +254,49 @@ def write_outputs(
 
     put("depth_index.npy", write_npy, result.index)
     put("confidence.npy", write_npy, result.confidence)
-    put("depth.png", write_image, depth_png(result.index, n))
+    put("depth.png", _with_scale(depth_png_mapping(n)), depth_png(result.index, n))
     put("depth_color.png", write_image, colour_depth(result.index, n))
     put("confidence.png", write_image, (result.confidence * 255 + 0.5).astype(np.uint8))
     aif = result.all_in_focus
     if aif.dtype not in (np.uint8, np.uint16):  # float stacks: store 16-bit
         aif = np.clip(aif * 65535 + 0.5, 0, 65535).astype(np.uint16)
     put("all_in_focus.png", write_image, aif)
+    cloud: dict[str, Any] | None = None
     if result.depth is not None:
         put("depth.npy", write_npy, result.depth)
+        depth_m = result.depth
+        mm = depth_metres_png(depth_m, result.confidence)
+        put("depth_metres.png", _with_scale(DEPTH_METRES_SCALE), mm)
+        if point_cloud:
+            k = stack_intrinsics(run.stack).cropped(run.aligned.crop)
+            points, colours = depth_to_points(
+                depth_m, k.fx, k.fy, k.cx, k.cy, result.all_in_focus, result.confidence > 0
+            )
+            comments = [
+                f"dffcore {POINT_CLOUD_FRAME}",
+                f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} ({k.source})",
+            ]
+            put("points.ply", lambda p, _: write_ply(p, points, colours, comments), None)
+            cloud = {
+                "file": "points.ply",
+                "points": len(points),
+                "frame": POINT_CLOUD_FRAME,
+                "intrinsics": k.as_dict(),
+                "left_out": "pixels with confidence 0 or no finite positive depth",
+            }
     record = run_record(run, spec_file=spec_file, reversed_=reversed_)
+    if cloud is not None:
+        record["point_cloud"] = cloud
     record["outputs"] = sorted(p.name for p in [*written, out / "run.json"])
     text = json.dumps(record, indent=2, default=_json_default) + "\n"
     atomic_write_bytes(out / "run.json", text.encode("utf-8"))
     written.append(out / "run.json")
     return written
+
+
+def _with_scale(scale: str) -> Any:
+    """A writer of 16-bit PNGs that carry ``scale`` in a ``dffcore:scale`` tEXt chunk."""
+    return lambda path, image: write_png_text(path, image, {PNG_SCALE_KEY: scale})
 
 
 def _json_default(obj: Any) -> Any:

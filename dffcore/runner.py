@@ -149,8 +149,12 @@ def _finish(result: DepthResult, stack: FocalStack, aligned: AlignedStack) -> De
 
 
 def index_to_depth(index: np.ndarray, distances: np.ndarray, unit: str) -> np.ndarray:
-    """Fractional slice index -> focus distance, interpolating linearly in diopters."""
+    """Fractional slice index -> depth in metres, interpolating linearly in diopters.
+
+    ``distances`` are the frames' focus distances in ``unit`` (``m`` or ``diopter``);
+    0 diopters (focus at infinity) gives an infinite depth.
+    """
     diopters = 1.0 / np.asarray(distances, np.float64) if unit == "m" else np.asarray(distances)
     d = np.interp(index, np.arange(len(diopters)), diopters)
-    out = 1.0 / np.maximum(d, 1e-9) if unit == "m" else d
-    return out.astype(np.float32)
+    with np.errstate(divide="ignore"):
+        return np.where(d > 0, 1.0 / np.maximum(d, 1e-300), np.inf).astype(np.float32)

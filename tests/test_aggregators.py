@@ -241,3 +241,43 @@ def test_plugins_lists_the_aggregators() -> None:
     assert proc.returncode == 0, proc.stderr
     items = {c["name"]: c for c in json.loads(proc.stdout)["components"]}
     assert {"argmax", "gaussian", "parabolic", "softargmax"} <= set(items)
+
+
+def test_edge_aware_aggregation_removes_the_halo_of_a_strong_edge() -> None:
+    """A strongly textured near region (slice 1) borders a weakly textured far one (slice 3).
+
+    The near region's focus response spills a few pixels across the border (as an edge's
+    |LoG| does); Gaussian smoothing spreads it further and, being ~100x stronger, it wins
+    there: a halo of near depth on the far side. Edge-aware aggregation of the
+    normalised curves, guided by the image (bright near, dark far), keeps the two sides
+    apart.
+    """
+    n, h, w, border = 5, 40, 80, 40
+    rng = np.random.default_rng(0)
+    x = np.arange(w)
+    near = np.where(x < border, 1.0, np.exp(-((x - border + 1) ** 2) / (2 * 3.0**2)))  # spill
+    volume = np.empty((n, h, w), np.float32)
+    for k in range(n):
+        volume[k] = 100 * near * np.exp(-((k - 1) ** 2) / 2) + np.exp(-((k - 3) ** 2) / 2)
+    volume *= rng.uniform(0.8, 1.2, volume.shape).astype(np.float32)  # texture
+    frames = np.where(x < border, 200, 30).astype(np.uint8)[None, None, :, None]
+    frames = np.broadcast_to(frames, (n, h, w, 3)).copy()
+    far = x >= border
+    plain = _aggregate(Gaussian, frames, volume, sigma=3)
+    aware = _aggregate(Gaussian, frames, volume, sigma=1, wls_lambda=300)
+    halo_plain = (np.rint(plain.index[:, far]) == 1).mean()
+    halo_aware = (np.rint(aware.index[:, far]) == 1).mean()
+    assert halo_plain > 0.15  # the far side loses more than 6 of its 40 columns
+    assert halo_aware < 0.03  # ... and keeps them with the edge-aware aggregation
+    assert np.all(np.abs(aware.index[:, ~far] - 1) < 0.5)  # the near side is untouched
+
+
+def test_edge_aware_aggregation_keeps_invalid_frames_missing() -> None:
+    n, h, w = 4, 12, 64
+    curves = _curves(np.full((h, w), 2.0), n)
+    valid = np.ones((n, h, w), bool)
+    valid[2, :, :8] = False  # the peak frame has no data on the left
+    res = _run(Gaussian, curves, valid, sigma=1, wls_lambda=50)  # reach ≈ 7 px
+    assert np.all(np.isfinite(res.index))
+    assert np.all(np.rint(res.index[:, :8]) != 2)  # never picks the missing frame
+    assert np.allclose(res.index[:, 40:], 2.0, atol=0.05)  # far from it: unaffected

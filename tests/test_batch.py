@@ -37,6 +37,7 @@ OUTPUTS = {
     "confidence.png",
     "all_in_focus.png",
     "depth.npy",
+    "depth_metres.png",
     "run.json",
 }
 NAMES = [f"s{i:02d}" for i in range(12)]
@@ -124,7 +125,7 @@ def test_batch_writes_what_dff_run_writes(root: Path, sequential: Path) -> None:
 # -- 2. a worker dies mid-batch -------------------------------------------------
 class KillWhileWriting(WorkerPlugin):
     """Worker plugin (runs in each worker process): the first time any worker writes
-    ``depth.png`` of stack ``target`` (after the .npy files), it SIGKILLs itself."""
+    ``depth_color.png`` of stack ``target`` (after the .npy files), it SIGKILLs itself."""
 
     name = "kill-while-writing"
 
@@ -139,7 +140,7 @@ class KillWhileWriting(WorkerPlugin):
 
         def write_image(path, image):
             path = Path(path)
-            if path.name == "depth.png" and path.parent.name == target:
+            if path.name == "depth_color.png" and path.parent.name == target:
                 try:
                     fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
                 except FileExistsError:

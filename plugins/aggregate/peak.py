@@ -28,7 +28,9 @@ class PeakAggregator(SliceAggregator):
 
     def __call__(self, volume: FocusVolume, aligned: AlignedStack, ctx: Context) -> DepthResult:
         p = self.params
-        in_place = p.sigma == 0 and not p.guided_radius and volume.valid is None
+        in_place = (
+            p.sigma == 0 and not p.guided_radius and not p.wls_lambda and volume.valid is None
+        )
         curves = volume.data if in_place else np.empty_like(volume.data)
         scan = self.scan(volume, aligned, ctx, out=None if in_place else curves)
         index = self.refine(curves, scan)

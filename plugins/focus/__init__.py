@@ -19,7 +19,7 @@ from .laplacian import (
     SumModifiedLaplacian,
     VarianceOfLaplacian,
 )
-from .log import LoG
+from .log import LoG, MultiScaleLoG
 from .misc import Brenner, Helmli, Vollath
 from .rdf import RingDifference
 from .statistics import (
@@ -32,6 +32,7 @@ from .transform import DCTEnergyRatio, WaveletSum, WaveletVariance
 
 COMPONENTS = (
     LoG,
+    MultiScaleLoG,
     EnergyOfLaplacian,
     ModifiedLaplacian,
     SumModifiedLaplacian,

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from dffcore.components import FocusMeasure, Params
 from dffcore.convert import to_grey
+from dffcore.filters import gaussian
 
 
 class LoGParams(Params):
@@ -40,7 +41,59 @@ class LoG(FocusMeasure):
 
     def measure(self, frame: np.ndarray) -> np.ndarray:
         p = self.params
+        return abs_log(to_grey(frame), p.gaussian_ksize, p.laplacian_ksize, p.gaussian_sigma)
+
+
+def abs_log(grey: np.ndarray, ksize: int, aperture: int, sigma: float = 0.0) -> np.ndarray:
+    """|Laplacian (aperture ``aperture``) of the ``ksize`` Gaussian blur| of a grey image."""
+    blurred = cv2.GaussianBlur(grey, (ksize, ksize), sigma) if ksize > 1 else grey
+    return np.abs(cv2.Laplacian(blurred, cv2.CV_32F, ksize=aperture))
+
+
+class MultiScaleLoGParams(Params):
+    scales: list[tuple[int, Literal[1, 3, 5, 7]]] = Field(
+        [(3, 3), (7, 5)],
+        min_length=1,
+        max_length=4,
+        description="(Gaussian pre-filter kernel size, odd; Laplacian aperture) per scale",
+    )
+    window_sigma: float = Field(
+        1.0, ge=0, description="Gaussian σ smoothing each scale's |LoG| before the product"
+    )
+
+    @field_validator("scales")
+    @classmethod
+    def _odd_kernels(cls, v: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        if any(k < 1 or k % 2 == 0 for k, _ in v):
+            raise ValueError("Gaussian kernel sizes must be odd and positive")
+        return v
+
+
+class MultiScaleLoG(FocusMeasure):
+    """Product over scales of the locally smoothed |LoG| responses (scale multiplication).
+
+    Each scale is |Laplacian(Gaussian_k(grey))| smoothed by a Gaussian window; the
+    measure is their product, so a slice wins only where it is sharp at every scale.
+    The fine scale places depth edges precisely; the coarse one ignores fine structure
+    that is not focus: noise, and the discrete copies of an edge that light-field
+    refocusing (and strong bokeh) produce around depth edges. The product of values is
+    the product of the scales' per-pixel normalised focus curves up to a per-pixel
+    factor, i.e. it combines them as independent evidence.
+    """
+
+    name = "mslog"
+    Params = MultiScaleLoGParams
+    citation = (
+        "Bao, Zhang & Wu, Canny edge detection enhancement by scale multiplication, "
+        "IEEE TPAMI 27(9), 2005 (scale multiplication); "
+        "Nayar & Nakagawa, Shape from focus, IEEE TPAMI 16(8), 1994 (Laplacian focus)"
+    )
+
+    def measure(self, frame: np.ndarray) -> np.ndarray:
+        p = self.params
         grey = to_grey(frame)
-        k = p.gaussian_ksize
-        blurred = cv2.GaussianBlur(grey, (k, k), p.gaussian_sigma) if k > 1 else grey
-        return np.abs(cv2.Laplacian(blurred, cv2.CV_32F, ksize=p.laplacian_ksize))
+        out = None
+        for k, aperture in p.scales:
+            r = gaussian(abs_log(grey, k, aperture), p.window_sigma)
+            out = r if out is None else out * r
+        return out
