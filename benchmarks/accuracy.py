@@ -1,14 +1,19 @@
 """Accuracy of pipelines on synthetic stacks with ground truth and on HCI antinous.
 
-    python benchmarks/accuracy.py [PIPELINE ...] [--quick]
+    python benchmarks/accuracy.py [PIPELINE ...] [--quick] [--extra]
 
 Pipelines are files or built-in names (default: every built-in pipeline). Synthetic
 scenes come from ``dffcore.synth`` (smooth slant, steps with a textureless band,
-planes, the default mix; 8 and 24 slices; with and without noise); errors are in
-slices against the rendered ground truth (MAE, RMSE). HCI antinous (``../shared/data``)
-is scored in disparity (px): MSE and RMSE against ``gt/disparity.npy``, the slice
-index mapped to disparity through ``focus_disparity.txt`` (linear between slices).
-Seconds are the pipeline's run time (no I/O).
+planes, the default mix; 8 and 24 slices; with and without noise; seed 7); errors are in
+slices against the rendered ground truth (MAE). ``--extra`` adds scenes the pipelines
+were not tuned on (spheres, cones, a smooth random surface, textureless patches; seed 3).
+All-in-focus PSNR (dB) against the rendered sharp image is given for each pipeline as
+it is and, as the baseline, with its compositor replaced by hard selection (``select``),
+on the clean stacks and with ±2 % exposure flicker (``exposure_flicker=0.02``).
+HCI antinous (``../shared/data``) is scored in disparity (px): MSE against
+``gt/disparity.npy``, the slice index mapped to disparity through
+``focus_disparity.txt`` (linear between slices). Seconds are the pipeline's run time
+(no I/O).
 """
 
 from __future__ import annotations
@@ -22,31 +27,51 @@ import numpy as np
 
 import dffcore
 from dffcore.data import FocalStack
-from dffcore.metrics import to_output_grid
+from dffcore.metrics import psnr, to_output_grid
 from dffcore.spec import builtin_pipelines
 from dffcore.synth import render_stack
 
 HCI = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hci_antinous"
 
-SCENES = [  # (label, scene, frames, noise)
-    ("slant-8", "slant", 8, 0.0),
-    ("slant-24", "slant", 24, 0.0),
-    ("steps-8", "steps", 8, 0.0),
-    ("steps-24-noise3", "steps", 24, 3.0),
-    ("planes-16-noise3", "planes", 16, 3.0),
-    ("default-16", "default", 16, 0.0),
+SCENES = [  # (label, scene, frames, noise, seed)
+    ("slant-8", "slant", 8, 0.0, 7),
+    ("slant-24", "slant", 24, 0.0, 7),
+    ("steps-8", "steps", 8, 0.0, 7),
+    ("steps-24-noise3", "steps", 24, 3.0, 7),
+    ("planes-16-noise3", "planes", 16, 3.0, 7),
+    ("default-16", "default", 16, 0.0, 7),
+]
+EXTRA = [
+    ("spheres-12", "spheres", 12, 0.0, 3),
+    ("spheres-20-noise2", "spheres", 20, 2.0, 3),
+    ("cones-12", "cones", 12, 0.0, 3),
+    ("smooth-20-noise2", "smooth", 20, 2.0, 3),
+    ("textureless-12", "textureless", 12, 0.0, 3),
+    ("textureless-20-noise2", "textureless", 20, 2.0, 3),
 ]
 
 
-def synthetic_scores(spec: dffcore.PipelineSpec, quick: bool) -> dict[str, tuple[float, float]]:
+def synthetic_scores(
+    spec: dffcore.PipelineSpec, scenes: list[tuple], flicker: float = 0.0
+) -> dict[str, dict[str, float]]:
+    """Per scene: ``mae``, ``rmse``, ``seconds`` and all-in-focus ``psnr`` (dB)."""
     out = {}
-    for label, scene, n, noise in SCENES[:3] if quick else SCENES:
-        synth = render_stack(scene, n_frames=n, size=(240, 320), noise_sigma=noise, seed=7)
+    for label, scene, n, noise, seed in scenes:
+        synth = render_stack(
+            scene, n_frames=n, size=(240, 320), noise_sigma=noise, seed=seed,
+            exposure_flicker=flicker,
+        )  # fmt: skip
         t0 = time.perf_counter()
         run = dffcore.run_pipeline(spec, FocalStack(synth.frames))
         sec = time.perf_counter() - t0
         err = run.result.index - to_output_grid(synth.index, run.aligned.crop)
-        out[label] = (float(np.abs(err).mean()), float(np.sqrt((err**2).mean())), sec)
+        sharp = to_output_grid(synth.all_in_focus, run.aligned.crop)
+        out[label] = {
+            "mae": float(np.abs(err).mean()),
+            "rmse": float(np.sqrt((err**2).mean())),
+            "seconds": sec,
+            "psnr": psnr(run.result.all_in_focus, sharp),
+        }
     return out
 
 
@@ -64,23 +89,43 @@ def hci_scores(spec: dffcore.PipelineSpec) -> tuple[float, float, float] | None:
     return mse, float(np.sqrt(mse)), sec
 
 
+def table(title: str, rows: dict[str, dict[str, dict[str, float]]], key: str, fmt: str) -> None:
+    labels = list(next(iter(rows.values())))
+    print(f"{title}:")
+    print(f"  {'pipeline':<16}" + "".join(f"{lab:>22}" for lab in labels) + f"{'mean':>9}")
+    for name, scores in rows.items():
+        vals = [scores[lab][key] for lab in labels]
+        cells = "".join(f"{v:22{fmt}}" for v in vals)
+        print(f"  {name:<16}{cells}{np.mean(vals):9{fmt}}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pipelines", nargs="*", help="pipeline files or built-in names")
-    ap.add_argument("--quick", action="store_true", help="fewer synthetic scenes")
+    ap.add_argument("--quick", action="store_true", help="first three scenes, no PSNR tables")
+    ap.add_argument("--extra", action="store_true", help="also the scenes not tuned on")
     args = ap.parse_args()
     names = args.pipelines or sorted(builtin_pipelines())
     specs = {Path(str(n)).stem: dffcore.load_spec(dffcore.find_pipeline(n)) for n in names}
-    rows = {name: synthetic_scores(spec, args.quick) for name, spec in specs.items()}
-    labels = list(next(iter(rows.values())))
-    print("MAE in slices (synthetic, 240x320):")
-    print(f"  {'pipeline':<12}" + "".join(f"{lab:>17}" for lab in labels) + f"{'mean':>9}")
-    for name, scores in rows.items():
-        maes = [scores[lab][0] for lab in labels]
-        print(f"  {name:<12}" + "".join(f"{m:17.3f}" for m in maes) + f"{np.mean(maes):9.3f}")
-    print("seconds per run (synthetic):")
-    for name, scores in rows.items():
-        print(f"  {name:<12}" + "".join(f"{scores[lab][2]:17.2f}" for lab in labels))
+    scenes = SCENES[:3] if args.quick else SCENES
+    rows = {name: synthetic_scores(spec, scenes) for name, spec in specs.items()}
+    table("MAE in slices (synthetic, 240x320)", rows, "mae", ".3f")
+    table("seconds per run (synthetic)", rows, "seconds", ".2f")
+    if args.extra:
+        extra = {name: synthetic_scores(spec, EXTRA) for name, spec in specs.items()}
+        table("MAE in slices, scenes not tuned on (synthetic, 240x320)", extra, "mae", ".3f")
+    if not args.quick:
+        flick, select = {}, {}
+        for name, spec in specs.items():
+            if spec.composite is None or spec.composite.name == "select":
+                continue
+            hard = dffcore.load_spec(dffcore.find_pipeline(name), ["composite={name: select}"])
+            select[f"{name}+select"] = synthetic_scores(hard, scenes)
+            flick[name] = synthetic_scores(spec, scenes, flicker=0.02)
+            flick[f"{name}+select"] = synthetic_scores(hard, scenes, flicker=0.02)
+        table("all-in-focus PSNR in dB (clean)", {**rows, **select}, "psnr", ".2f")
+        if flick:
+            table("all-in-focus PSNR in dB (2 % exposure flicker)", flick, "psnr", ".2f")
     print(f"HCI antinous (disparity, px; {HCI}):")
     for name, spec in specs.items():
         res = hci_scores(spec)

@@ -92,11 +92,17 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="render a synthetic focal stack with ground truth")
     s.add_argument("out", help="folder to write the frames and ground truth into")
-    s.add_argument("--scene", default="default")
+    s.add_argument("--scene", default="default", help="default, planes, slant, steps, ...")
     s.add_argument("--frames", type=int, default=16)
     s.add_argument("--size", default="240x320", help="HxW, e.g. 360x640")
     s.add_argument("--noise", type=float, default=0.0, help="noise σ in 8-bit grey levels")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--flicker", type=float, default=0.0, help="exposure gain std, e.g. 0.02")
+    s.add_argument(
+        "--breathing", type=float, default=0.0, help="zoom over the sweep, e.g. 0.03 = 3 %%"
+    )
+    s.add_argument("--shake-px", type=float, default=0.0, help="hand shake: shift std (px)")
+    s.add_argument("--shake-deg", type=float, default=0.0, help="hand shake: rotation std (°)")
 
     b = sub.add_parser("batch", help="run a pipeline on many stacks, locally or on Dask")
     b.add_argument("pipeline", help="pipeline YAML file, or a built-in name (classic)")
@@ -316,7 +322,15 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     except ValueError:
         raise DffError(f"--size {args.size}: expected HxW, e.g. 360x640") from None
     synth = render_stack(
-        args.scene, n_frames=args.frames, size=(h, w), noise_sigma=args.noise, seed=args.seed
+        args.scene,
+        n_frames=args.frames,
+        size=(h, w),
+        noise_sigma=args.noise,
+        seed=args.seed,
+        exposure_flicker=args.flicker,
+        focus_breathing=args.breathing,
+        shake_px=args.shake_px,
+        shake_deg=args.shake_deg,
     )
     paths = write_stack(synth, args.out)
     print(f"wrote {len(paths)} frames and ground truth to {args.out}")

@@ -900,6 +900,31 @@ def _table(
     return ["pipeline", *stacks, "mean"], cells, bold.tolist()
 
 
+#: the headline metrics of the summary table, when the stacks have what they need
+SUMMARY_KEYS = (
+    "slice.mae",
+    "slice.bad_1",
+    "disparity.mse",
+    "disparity.bump",
+    "depth.rmse",
+    "depth.abs_rel",
+    "aif.psnr",
+    "seconds",
+    "peak_rss_mb",
+)
+
+
+def _summary(
+    pipelines: Sequence[str], stacks: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> tuple[list[str], list[list[str]], list[list[bool]]]:
+    """One row per pipeline, one column per headline metric: its mean over the stacks."""
+    keys = [k for k in SUMMARY_KEYS if _present(k, rows)]
+    columns = [_table(k, pipelines, stacks, rows) for k in keys]
+    cells = [[p] + [col[1][i][-1] for col in columns] for i, p in enumerate(pipelines)]
+    bold = [[col[2][i][-1] for col in columns] for i in range(len(pipelines))]
+    return ["pipeline", *keys], cells, bold
+
+
 def _present(key: str, rows: Sequence[dict[str, Any]]) -> bool:
     return any(math.isfinite(_value(r, key)) for r in rows)
 
@@ -939,6 +964,15 @@ def _blocks(pipelines, stacks, rows, truths, figures) -> list[tuple]:
         [p.name, p.source, spec_hash(p.spec), " ".join(p.overrides) or "–"] for p in pipelines
     ]
     blocks.append(("table", ["pipeline", "file", "spec hash", "overrides"], pipe_cells, None))
+    blocks.append(("h", 2, "Summary"))
+    blocks.append(
+        (
+            "p",
+            "Means over the stacks (best in bold); the sections below define each "
+            "metric and give every stack's value.",
+        )
+    )
+    blocks.append(("table", *_summary(pnames, snames, rows)))
     for group, title, keys in GROUPS:
         present = [f"{group}.{k}" for k in keys if _present(f"{group}.{k}", rows)]
         if not present:

@@ -322,16 +322,27 @@ def read_stack(
 
 # -- writing -------------------------------------------------------------------
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename: never half-written."""
+    """Write ``data`` to ``path`` via a temporary file and a rename: never half-written.
+
+    The file gets the permissions a plain ``open(path, "w")`` would (0666 less the umask),
+    not the owner-only mode of the temporary file.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def encode_image(image: np.ndarray, ext: str = ".png") -> bytes:

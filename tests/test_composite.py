@@ -292,3 +292,26 @@ def test_select_never_reads_a_frame_without_data() -> None:
     assert out[0, 4, 0] == 20  # its own frame where valid
     assert out[0, 1, 0] == 10  # the nearest frame with data (frame 1)
     assert out[0, 0, 0] in (0, 30)  # frames 1 and 2 lack data: frame 0 or 3
+
+
+def test_multiband_sharpest_follows_the_focus_volume_not_the_depth() -> None:
+    """``weights: sharpest`` composes each pixel from its sharpest frame, whatever the depth."""
+    n, h, w = 4, 32, 48
+    frames = np.stack([np.full((h, w, 3), 40 * (k + 1), np.uint8) for k in range(n)])
+    focus = np.ones((n, h, w), np.float32)
+    focus[2, :, : w // 2] = 5  # left half sharpest in frame 2, right half in frame 3
+    focus[3, :, w // 2 :] = 5
+    valid = np.ones((n, h, w), bool)
+    valid[3, :, -4:] = False  # ... except the last columns, where frame 3 has no data
+    focus[3, :, -4:] = np.nan
+    result = DepthResult(index=np.zeros((h, w), np.float32), confidence=np.ones((h, w)))
+    out = _compositor("multiband", weights="sharpest", spread=0.2, levels=1)(
+        result, FocusVolume(focus, valid), AlignedStack(frames, 0, valid), Context()
+    )
+    assert np.all(out[:, : w // 2] == 120)  # frame 2
+    assert np.all(out[:, w // 2 : -4] == 160)  # frame 3
+    assert np.all(out[:, -4:] < 160)  # never frame 3 where it has no data
+    at_depth = _compositor("multiband", spread=0.2, levels=1)(
+        result, FocusVolume(focus, valid), AlignedStack(frames, 0, valid), Context()
+    )
+    assert np.all(at_depth == 40)  # the default follows the depth (frame 0)

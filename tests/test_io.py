@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from dffcore.errors import DffError
-from dffcore.io import natural_key, read_image, read_stack, write_image
+from dffcore.io import atomic_write_bytes, natural_key, read_image, read_stack, write_image
 
 
 def test_natural_sort_puts_2_before_10(tmp_path: Path) -> None:
@@ -105,3 +106,14 @@ def test_write_image_is_atomic_and_leaves_no_temporaries(
     write_image(target, np.full((4, 4, 3), 7, np.uint8))
     assert read_image(target)[0, 0].tolist() == [7, 7, 7]
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_written_files_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        (tmp_path / "b.bin").write_bytes(b"x")  # what a plain open gives
+    finally:
+        os.umask(old)
+    mode = (tmp_path / "a.bin").stat().st_mode & 0o777
+    assert mode == (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o644

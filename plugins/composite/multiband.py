@@ -15,6 +15,7 @@ from pydantic import Field
 from dffcore.components import Compositor, Context, Params
 from dffcore.convert import like, to_float32
 from dffcore.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.filters import gaussian
 
 from .blend import blend_frames
 
@@ -27,13 +28,17 @@ _FOCUS_FLOOR = 1e-3
 
 
 class MultibandParams(Params):
-    weights: Literal["depth", "focus", "both"] = Field(
+    weights: Literal["depth", "sharpest", "focus", "both"] = Field(
         "depth",
         description=(
             "per-frame weights: 'depth' = Gaussian in slices around the depth index; "
-            "'focus' = the focus measure normalised per pixel (to the sharpest frame), "
-            "ignoring the depth; 'both' = their product"
+            "'sharpest' = the same around each pixel's sharpest frame (argmax of the focus "
+            "volume smoothed by sharpest_sigma), ignoring the depth; 'focus' = the focus "
+            "measure normalised per pixel (to the sharpest frame); 'both' = depth × focus"
         ),
+    )
+    sharpest_sigma: float = Field(
+        1.0, ge=0, description="weights 'sharpest': Gaussian σ (px) smoothing each focus slice"
     )
     spread: float = Field(
         0.5,
@@ -66,15 +71,18 @@ class Multiband(Compositor):
 
     Each frame gets a weight per pixel: a soft one-hot around the final fractional depth
     index d, w_k ∝ exp(−(k − d)²/2σ²) (``spread`` σ), optionally times the frame's focus
-    measure normalised per pixel. Weights are normalised to sum 1 per pixel; frames
-    without data at a pixel (outside a warped frame) get weight 0 there. Each level of a
-    frame's Laplacian pyramid is multiplied by the same level of its weights' Gaussian
-    pyramid and accumulated; the sum is collapsed. Fine detail thus follows the depth
-    sharply while coarse bands are blended over wide areas, so a switch of frame leaves
-    no visible seam (Burt & Adelson's multiresolution spline). Frames are processed one
-    at a time per thread (one frame's pyramid plus an accumulator in memory); frames with
-    weight 0 everywhere are skipped. Float32 inside; the result is clipped to the stack's
-    range and returned in its dtype.
+    measure normalised per pixel. With ``weights: sharpest`` d is instead each pixel's
+    sharpest frame (the classic focus-stacking choice): a regularised depth map is smooth on
+    purpose, but the all-in-focus image wants every pixel from the frame where it is
+    sharpest, which the multiband blend then joins without seams. Weights are normalised to
+    sum 1 per pixel; frames without data at a pixel (outside a warped frame) get weight 0
+    there. Each level of a frame's Laplacian pyramid is multiplied by the same level of its
+    weights' Gaussian pyramid and accumulated; the sum is collapsed. Fine detail thus
+    follows the depth sharply while coarse bands are blended over wide areas, so a switch of
+    frame leaves no visible seam (Burt & Adelson's multiresolution spline). Frames are
+    processed one at a time per thread (one frame's pyramid plus an accumulator in memory);
+    frames with weight 0 everywhere are skipped. Float32 inside; the result is clipped to
+    the stack's range and returned in its dtype.
     """
 
     name = "multiband"
@@ -90,19 +98,23 @@ class Multiband(Compositor):
     ) -> np.ndarray:
         frames = aligned.frames
         n, h, w = frames.shape[:3]
+        p = self.params
+        index = result.index
+        if p.weights == "sharpest":
+            index = sharpest_frame(volume, p.sharpest_sigma)
         weight = frame_weights(
-            result.index,
+            index,
             n,
             aligned.valid,
-            None if self.params.weights == "depth" else volume.data,
-            mode=self.params.weights,
-            spread=self.params.spread,
-            focus_power=self.params.focus_power,
+            None if p.weights in ("depth", "sharpest") else volume.data,
+            mode="depth" if p.weights == "sharpest" else p.weights,
+            spread=p.spread,
+            focus_power=p.focus_power,
         )
-        levels = min(self.params.levels or auto_levels(h, w), max_levels(h, w))
+        levels = min(p.levels or auto_levels(h, w), max_levels(h, w))
         fallback = None
         if aligned.valid is not None and not aligned.valid.all():
-            fallback = blend_frames(frames, result.index, aligned.valid)
+            fallback = blend_frames(frames, index, aligned.valid)
         out = pyramid_fuse(
             frames,
             weight,
@@ -115,6 +127,20 @@ class Multiband(Compositor):
         if not np.issubdtype(frames.dtype, np.integer):  # keep floats inside the stack's range
             out = np.clip(out, float(frames.min()), float(frames.max()))
         return like(out, frames.dtype)
+
+
+def sharpest_frame(volume: FocusVolume, sigma: float) -> np.ndarray:
+    """(H,W) float32: per pixel, the frame whose focus measure (Gaussian-smoothed) is
+    highest among the frames with data there."""
+    best = np.full(volume.data.shape[1:], -np.inf, np.float32)
+    index = np.zeros(volume.data.shape[1:], np.float32)
+    for k in range(volume.n):
+        valid = None if volume.valid is None else volume.valid[k]
+        s = np.nan_to_num(gaussian(volume.data[k], sigma, valid), nan=-np.inf)
+        better = s > best
+        np.copyto(best, s, where=better)
+        index[better] = k
+    return index
 
 
 def auto_levels(h: int, w: int) -> int:
