@@ -9,6 +9,7 @@ mask, and applies the options every aligner has.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -48,10 +49,17 @@ class PairwiseAligner(Aligner):
     """Base of aligners that estimate a transform between two frames."""
 
     Params = AlignParams
+    #: worker threads of the current call (``ctx.jobs``), for :meth:`per_frame`
+    jobs: int = 1
+
+    def per_frame(self, fn: Callable[[np.ndarray], Any], frames: Any) -> list[Any]:
+        """``[fn(f) for f in frames]`` on the call's worker threads (OpenCV releases the GIL)."""
+        with ThreadPoolExecutor(max(1, self.jobs)) as pool:
+            return list(pool.map(fn, frames))
 
     def prepare(self, stack: FocalStack) -> Any:
         """Per-frame work done once (features, grey images); default: grey float32."""
-        return [to_grey(f) for f in stack.frames]
+        return self.per_frame(to_grey, stack.frames)
 
     def estimate_pair(self, data: Any, a: int, b: int) -> tuple[Transform, dict[str, Any]]:
         """Transform from frame ``a`` to frame ``b``; ``diag["failure"]`` says why not."""
@@ -61,6 +69,7 @@ class PairwiseAligner(Aligner):
         p = self.params
         n, shape = stack.n, stack.shape
         ref = resolve_reference(p.reference, n)
+        self.jobs = ctx.jobs
         data = self.prepare(stack)
         done = [0]
 
@@ -176,36 +185,71 @@ def finish(
     tick: Any = None,
     jobs: int = 1,
 ) -> AlignedStack:
-    """Warp every frame once, build ``valid``, then photometry and cropping."""
+    """Warp every frame once, build ``valid``, then photometry; with ``crop``, the crop
+    rectangle is found from the masks first and frames are warped straight into it."""
     n, shape = stack.n, stack.shape
-    if all(t is None for t in transforms):
-        frames, valid = stack.frames, None
-    else:
-        frames = np.empty_like(stack.frames)
-        valid = np.ones((n, *shape), bool)
-
-        def one(i: int) -> None:
-            frames[i] = warp(stack.frames[i], transforms[i], shape, p.interpolation)
-            if transforms[i] is not None:
-                valid[i] = valid_mask(transforms[i], shape, shape)
-
-        with ThreadPoolExecutor(max(1, jobs)) as pool:  # OpenCV releases the GIL
-            for _ in pool.map(one, range(n)):
-                if tick is not None:
-                    tick()
-        if valid.all():
-            valid = None
     for i, t in enumerate(transforms):
         if t is not None and not np.ndim(t) == 3:
             diagnostics[i]["transform"] = np.round(t, 6).tolist()
+    pool = ThreadPoolExecutor(max(1, jobs))  # OpenCV releases the GIL
+    try:
+        if all(t is None for t in transforms):
+            frames, valid, crop = stack.frames, None, None
+            if tick is not None:
+                for _ in range(n):
+                    tick()
+        else:
+            masks = list(
+                pool.map(lambda t: None if t is None else valid_mask(t, shape, shape), transforms)
+            )
+            y0, y1, x0, x1 = 0, shape[0], 0, shape[1]
+            if p.crop and any(m is not None for m in masks):
+                common = np.logical_and.reduce([m for m in masks if m is not None])
+                y0, y1, x0, x1 = largest_valid_rectangle(common)
+            crop = (
+                None
+                if (y0, y1, x0, x1) == (0, shape[0], 0, shape[1])
+                else (x0, y0, x1 - x0, y1 - y0)
+            )
+            out_shape = (y1 - y0, x1 - x0)
+            frames = np.empty((n, *out_shape, *stack.frames.shape[3:]), stack.frames.dtype)
+            valid = np.ones((n, *out_shape), bool)
+
+            def one(i: int) -> None:
+                t = _shifted(transforms[i], x0, y0, out_shape)
+                frames[i] = warp(stack.frames[i], t, out_shape, p.interpolation)
+                if masks[i] is not None:
+                    valid[i] = masks[i][y0:y1, x0:x1]
+
+            for _ in pool.map(one, range(n)):
+                if tick is not None:
+                    tick()
+            if valid.all():
+                valid = None
+            if crop is not None:
+                logger.info("cropped to x=%d y=%d %dx%d", *crop)
+    finally:
+        pool.shutdown()
     if p.photometric != "none":
         frames = normalise_exposure(
             frames, ref, valid, offset=p.photometric == "gain-offset", diagnostics=diagnostics
         )
-    aligned = AlignedStack(frames, ref, valid, transforms, diagnostics, stack)
-    if p.crop:
-        aligned = crop_to_valid(aligned)
-    return aligned
+    return AlignedStack(frames, ref, valid, transforms, diagnostics, stack, crop)
+
+
+def _mask(t: Transform, shape: tuple[int, int]) -> np.ndarray | None:
+    return None if t is None else valid_mask(t, shape, shape)
+
+
+def _shifted(t: Transform, x0: int, y0: int, shape: tuple[int, int]) -> Transform:
+    """``t`` on the grid of the crop whose corner is (x0, y0)."""
+    if x0 == 0 and y0 == 0:
+        return t
+    if t is None:
+        t = np.eye(3)
+    if np.ndim(t) == 3:
+        return t[y0 : y0 + shape[0], x0 : x0 + shape[1]]
+    return t @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1]])
 
 
 def normalise_exposure(
@@ -270,15 +314,3 @@ def largest_valid_rectangle(mask: np.ndarray) -> tuple[int, int, int, int]:
             x0 += 1
         else:
             x1 -= 1
-
-
-def crop_to_valid(aligned: AlignedStack) -> AlignedStack:
-    """Crop frames and masks to a rectangle valid in every frame; records the offset."""
-    if aligned.valid is None:
-        return aligned
-    y0, y1, x0, x1 = largest_valid_rectangle(aligned.valid.all(axis=0))
-    aligned.frames = np.ascontiguousarray(aligned.frames[:, y0:y1, x0:x1])
-    aligned.valid = None
-    aligned.crop = (x0, y0, x1 - x0, y1 - y0)
-    logger.info("cropped to x=%d y=%d %dx%d", x0, y0, x1 - x0, y1 - y0)
-    return aligned

@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--reverse", action="store_true", help="reverse the frame order")
     r.add_argument("--focus-distances", metavar="FILE", help="sidecar with one distance per frame")
     r.add_argument(
+        "--memory",
+        metavar="SIZE",
+        help="memory budget, e.g. 4GB: frames are read one at a time and the image is "
+        "processed in bands that fit (also 'memory:' in the YAML)",
+    )
+    r.add_argument(
         "--ply",
         action="store_true",
         help="also write points.ply, a metric point cloud (needs focus distances)",
@@ -177,10 +183,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .io import read_stack
     from .outputs import prepare_output_dir, write_outputs
     from .runner import run_pipeline
-    from .spec import find_pipeline, load_spec
+    from .spec import find_pipeline, load_spec, parse_memory
 
     pipeline = find_pipeline(args.pipeline)
     spec = load_spec(pipeline, args.overrides)
+    memory = None
+    if args.memory is not None:
+        try:
+            memory = parse_memory(args.memory)
+        except DffError as exc:
+            raise DffError(f"--memory: {exc}") from None
+    bounded = (memory if memory is not None else spec.memory) is not None
     prepare_output_dir(args.out)  # fail before the work, not after it
     bar = ProgressBar(sys.stderr, sys.stderr.isatty() and not args.quiet)
     source = args.stack if len(args.stack) > 1 else args.stack[0]
@@ -190,6 +203,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             reverse=args.reverse,
             focus_distances=args.focus_distances,
             progress=lambda d, t: bar("read", d, t),
+            lazy=bounded,
+            jobs=args.jobs,
         )
         if args.ply and stack.focus_distances is None:
             raise DffError(
@@ -197,7 +212,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 "focus_distances.txt next to the frames (one distance per frame in reading "
                 "order, in metres; '# unit: diopter' for diopters) or pass --focus-distances FILE"
             )
-        run = run_pipeline(spec, stack, progress=bar, jobs=args.jobs)
+        run = run_pipeline(spec, stack, progress=bar, jobs=args.jobs, memory=memory)
         files = write_outputs(
             run, args.out, spec_file=str(pipeline), reversed_=args.reverse, point_cloud=args.ply
         )

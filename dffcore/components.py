@@ -106,6 +106,16 @@ class Component:
             params = self.Params(**params)
         self.params = params
 
+    def context(self) -> int | None:
+        """Pixels of image this component needs around a region to compute it exactly.
+
+        Bounded-memory runs (``--memory``) process the image in bands with this much
+        overlap. ``None`` (the default) means the result at a pixel may depend on the
+        whole image (a global smoother, an MRF): such stages get a wide overlap and their
+        banded result is close to, not equal to, the whole-image one.
+        """
+        return None
+
     @classmethod
     def summary(cls) -> str:
         """First paragraph of the class docstring, on one line."""

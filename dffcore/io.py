@@ -16,7 +16,9 @@ import os
 import re
 import struct
 import tempfile
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -249,12 +251,83 @@ def _exif_focus_distances(paths: Sequence[Path]) -> np.ndarray | None:
     return distances
 
 
+class LazyFrames:
+    """The frames of a stack, decoded one at a time on demand (``read_stack(lazy=True)``).
+
+    Looks like the ``(N,H,W,C)`` array of a stack to what only needs its shape and dtype
+    (known from the first frame); ``frames[k]`` decodes frame ``k`` and checks that it
+    has the first frame's size, bit depth and channels (a grey frame in a colour stack
+    is repeated to three channels, like :func:`read_stack` does).
+    """
+
+    ndim = 4
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        first = read_image(self.paths[0])
+        self.dtype = first.dtype
+        self.shape = (len(self.paths), *first.shape)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        path = self.paths[k]
+        img = read_image(path)
+        _check_like(path, img, self.paths[0], self.shape[1:], self.dtype)
+        if img.shape[2] != self.shape[3]:
+            if self.shape[3] == 3:
+                return np.repeat(img, 3, axis=2)
+            raise DffError(
+                f"{path}: is a colour image but {self.paths[0].name} is grey; a stack read "
+                "frame by frame (--memory) must start with a colour frame if any is colour"
+            )
+        return img
+
+    def reversed(self) -> LazyFrames:
+        out = LazyFrames.__new__(LazyFrames)
+        out.paths, out.dtype, out.shape = self.paths[::-1], self.dtype, self.shape
+        return out
+
+
+def _check_like(
+    path: Path, img: np.ndarray, first_path: Path, shape: tuple[int, ...], dtype: np.dtype
+) -> None:
+    if img.shape[:2] != tuple(shape[:2]):
+        raise DffError(
+            f"{path}: is {img.shape[1]}x{img.shape[0]} but {first_path.name} is "
+            f"{shape[1]}x{shape[0]}; all frames must have the same size"
+        )
+    if img.dtype != dtype:
+        raise DffError(
+            f"{path}: has {img.dtype.itemsize * 8}-bit samples but {first_path.name} has "
+            f"{np.dtype(dtype).itemsize * 8}-bit; all frames must have the same bit depth"
+        )
+
+
+def _decode_all(paths: Sequence[Path], jobs: int | None) -> Iterator[np.ndarray]:
+    """Decoded frames in order, ``jobs`` at a time (OpenCV's decoders release the GIL)."""
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    if jobs == 1:
+        yield from map(read_image, paths)
+        return
+    with ThreadPoolExecutor(jobs) as pool:
+        ahead = deque(pool.submit(read_image, p) for p in paths[: 2 * jobs])
+        for i in range(len(paths)):
+            img = ahead.popleft().result()
+            if i + 2 * jobs < len(paths):
+                ahead.append(pool.submit(read_image, paths[i + 2 * jobs]))
+            yield img
+
+
 def read_stack(
     source: str | Path | Sequence[str | Path],
     *,
     reverse: bool = False,
     focus_distances: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    lazy: bool = False,
+    jobs: int | None = None,
 ) -> FocalStack:
     """Read a focal stack; frames keep their native dtype, colour is RGB.
 
@@ -263,27 +336,25 @@ def read_stack(
     ``SubjectDistance`` (JPEG only) gives the distances in metres when every frame has a
     positive finite one; if only some have it, EXIF is ignored with a warning. The source
     is recorded in ``metadata["focus_distances_source"]`` (the sidecar's path or
-    ``"exif"``). ``reverse`` reverses the frame order.
+    ``"exif"``). ``reverse`` reverses the frame order. ``lazy`` decodes only the first
+    frame now: ``frames`` is then a :class:`LazyFrames` that decodes each frame when
+    indexed (bounded-memory runs, ``--memory``). ``jobs`` threads decode (default: every
+    core; at most two frames per thread are decoded ahead of the one being stored).
     """
     paths = list_frames(source)
     if len(paths) < 2:
         where = paths[0].parent if paths else source
         raise DffError(f"{where}: a focal stack needs at least 2 images, found {len(paths)}")
-    first = read_image(paths[0])
-    frames = np.empty((len(paths), *first.shape), first.dtype)
-    frames[0] = first
-    for i, p in enumerate(paths[1:], 1):
-        img = read_image(p)
-        if img.shape[:2] != first.shape[:2]:
-            raise DffError(
-                f"{p}: is {img.shape[1]}x{img.shape[0]} but {paths[0].name} is "
-                f"{first.shape[1]}x{first.shape[0]}; all frames must have the same size"
-            )
-        if img.dtype != first.dtype:
-            raise DffError(
-                f"{p}: has {img.dtype.itemsize * 8}-bit samples but {paths[0].name} has "
-                f"{first.dtype.itemsize * 8}-bit; all frames must have the same bit depth"
-            )
+    if lazy:
+        frames: np.ndarray | LazyFrames = LazyFrames(paths)
+        first = np.empty(frames.shape[1:], frames.dtype)  # shape and dtype only
+    else:
+        first = read_image(paths[0])
+        frames = np.empty((len(paths), *first.shape), first.dtype)
+        frames[0] = first
+    decoded = [] if lazy else zip(paths[1:], _decode_all(paths[1:], jobs), strict=True)
+    for i, (p, img) in enumerate(decoded, 1):
+        _check_like(p, img, paths[0], first.shape, first.dtype)
         if img.shape[2] != frames.shape[3]:
             if frames.shape[3] == 1:  # grey so far: promote the stack to colour
                 frames = np.repeat(frames, 3, axis=3)
@@ -307,7 +378,7 @@ def read_stack(
             unit = "m"
             metadata["focus_distances_source"] = "exif"
     if reverse:
-        frames = frames[::-1].copy()
+        frames = frames.reversed() if lazy else frames[::-1].copy()
         paths = paths[::-1]
         distances = distances[::-1].copy() if distances is not None else None
     logger.info(

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .components import Context
@@ -34,12 +35,16 @@ class StageRecord:
 
 @dataclass
 class Run:
-    """Everything a run produced: the result, the intermediate objects and the records."""
+    """Everything a run produced: the result, the intermediate objects and the records.
+
+    A bounded-memory run (:mod:`dffcore.tiled`) has no ``volume`` (it never exists
+    whole) and its ``aligned.frames`` only carries the shape.
+    """
 
     spec: PipelineSpec
     stack: FocalStack
     aligned: AlignedStack
-    volume: FocusVolume
+    volume: FocusVolume | None
     result: DepthResult
     records: list[StageRecord] = field(default_factory=list)
 
@@ -81,11 +86,38 @@ def run_pipeline(
     *,
     progress: ProgressCallback | None = None,
     jobs: int | None = None,
+    memory: int | None = None,
+    band_rows: int | None = None,
 ) -> Run:
-    """Run every stage of ``spec`` on ``stack`` and return a :class:`Run`."""
+    """Run every stage of ``spec`` on ``stack`` and return a :class:`Run`.
+
+    ``jobs`` threads (default: every core) for the stages' thread pools and OpenCV.
+    With a memory budget (``memory`` bytes, else ``spec.memory``), or a stack read with
+    ``lazy=True``, the run is banded (:func:`dffcore.tiled.run_banded`): frames are
+    streamed and the image is processed in bands of rows that fit the budget
+    (``band_rows`` forces the band height).
+    """
+    jobs = jobs or os.cpu_count() or 1
+    budget = memory if memory is not None else spec.memory
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(jobs)  # OpenCV's own threads: no more than the jobs asked for
+    try:
+        if budget is not None or band_rows is not None or not isinstance(stack.frames, np.ndarray):
+            from .tiled import run_banded
+
+            return run_banded(
+                spec, stack, memory=budget, band_rows=band_rows, progress=progress, jobs=jobs
+            )
+        return _run_whole(spec, stack, progress, jobs)
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def _run_whole(
+    spec: PipelineSpec, stack: FocalStack, progress: ProgressCallback | None, jobs: int
+) -> Run:
     memory = _PeakMemory()
     records: list[StageRecord] = []
-    jobs = jobs or os.cpu_count() or 1
 
     def call(stage: StageSpec, *args: Any) -> Any:
         def report(done: int, total: int) -> None:
@@ -106,6 +138,20 @@ def run_pipeline(
         return out
 
     aligned: AlignedStack = call(spec.align, stack)
+    post = [spec.focus, spec.aggregate, *spec.regularize]
+    post += [spec.composite] if spec.composite is not None else []
+    components = [stage.build() for stage in post]
+    if jobs > 1 and all(c.context() is not None for c in components):
+        from .tiled import run_strips  # local stages: one strip of rows per core
+
+        t0 = time.perf_counter()
+        memory.reset()
+        result, seconds = run_strips(post, components, aligned, jobs)
+        peak = memory.peak_mb()
+        scale = (time.perf_counter() - t0) / max(sum(seconds.values()), 1e-9)
+        for stage in post:  # wall time of the strips, shared in proportion to stage time
+            records.append(StageRecord(stage.path, stage.name, seconds[stage.path] * scale, peak))
+        return Run(spec, stack, aligned, None, _finish(result, stack, aligned), records)
     volume: FocusVolume = call(spec.focus, aligned)
     _check_volume(volume, aligned, spec.focus)
     result: DepthResult = call(spec.aggregate, volume, aligned)
@@ -137,15 +183,21 @@ def _finish(result: DepthResult, stack: FocalStack, aligned: AlignedStack) -> De
     index = np.clip(np.nan_to_num(result.index, nan=0.0), 0, stack.n - 1).astype(np.float32)
     confidence = np.clip(np.nan_to_num(result.confidence, nan=0.0), 0, 1).astype(np.float32)
     if aligned.valid is not None:
-        near = np.rint(index).astype(np.intp)
-        for k in (near - 1, near, near + 1):
-            k = np.clip(k, 0, stack.n - 1)
-            missing = ~np.take_along_axis(aligned.valid, k[None], axis=0)[0]
-            confidence[missing] = 0
+        confidence[_unmeasured(index, aligned.valid)] = 0
     depth = result.depth
     if depth is None and stack.focus_distances is not None:
         depth = index_to_depth(index, stack.focus_distances, stack.focus_unit or "m")
     return result.replace(index=index, confidence=confidence, depth=depth)
+
+
+def _unmeasured(index: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pixels where the frame at, before or after the depth has no data: not measured."""
+    n = valid.shape[0]
+    near = np.rint(index).astype(np.intp)
+    out = np.zeros(index.shape, bool)
+    for k in (near - 1, near, near + 1):
+        out |= ~np.take_along_axis(valid, np.clip(k, 0, n - 1)[None], axis=0)[0]
+    return out
 
 
 def index_to_depth(index: np.ndarray, distances: np.ndarray, unit: str) -> np.ndarray:

@@ -20,7 +20,7 @@ from .errors import DffError, SpecError, did_you_mean
 from .registry import Registry, default_registry
 
 STAGE_KEYS = ("align", "focus", "aggregate", "regularize", "composite")
-TOP_KEYS = (*STAGE_KEYS, "description")
+TOP_KEYS = (*STAGE_KEYS, "description", "memory")
 STAGE_FIELDS = ("name", "params")
 DEFAULTS: dict[str, Any] = {
     "align": {"name": "none"},
@@ -55,6 +55,8 @@ class PipelineSpec:
     composite: StageSpec | None = None
     description: str = ""
     source: str = "<dict>"
+    #: memory budget in bytes (``memory: 4GB`` in the YAML, ``--memory``); None = unbounded
+    memory: int | None = None
 
     def stages(self) -> list[StageSpec]:
         tail = [self.composite] if self.composite is not None else []
@@ -70,6 +72,8 @@ class PipelineSpec:
         out["aggregate"] = self.aggregate.to_dict()
         out["regularize"] = [s.to_dict() for s in self.regularize]
         out["composite"] = self.composite.to_dict() if self.composite is not None else None
+        if self.memory is not None:
+            out["memory"] = self.memory
         return out
 
 
@@ -264,6 +268,12 @@ def validate(
     description = data.get("description", "")
     if not isinstance(description, str):
         problem("description", f"expected text, got {_show(description)}")
+    memory = None
+    if data.get("memory") is not None:
+        try:
+            memory = parse_memory(data["memory"])
+        except DffError as exc:
+            problem("memory", str(exc))
     if problems:
         raise SpecError(problems)
     return PipelineSpec(
@@ -274,7 +284,40 @@ def validate(
         composite=stages["composite"],
         description=description if isinstance(description, str) else "",
         source=label,
+        memory=memory,
     )
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1e3,
+    "kb": 1e3,
+    "m": 1e6,
+    "mb": 1e6,
+    "g": 1e9,
+    "gb": 1e9,
+    "t": 1e12,
+    "tb": 1e12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def parse_memory(value: Any) -> int:
+    """Bytes from ``4GB``, ``512MB``, ``2.5GiB`` or a number of bytes (at least 64 MB)."""
+    import re
+
+    text = str(value).strip().lower().replace(" ", "")
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e[0-9]+)?)([a-z]*)", text)
+    if not m or m.group(2) not in _UNITS:
+        raise DffError(f"expected a memory size such as 4GB, 512MB or 2GiB, got {value!r}")
+    size = int(float(m.group(1)) * _UNITS[m.group(2)])
+    if size < 64e6:
+        raise DffError(f"a memory budget of {value!r} is too small: give at least 64MB")
+    return size
 
 
 def _show(value: Any) -> str:

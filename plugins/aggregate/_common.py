@@ -13,7 +13,10 @@ Conventions of every aggregator built on :class:`SliceAggregator`:
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -98,7 +101,16 @@ class Scan:
 class SliceAggregator(Aggregator):
     """Base of the aggregators: filtered slices and a streaming argmax over them."""
 
-    def slices(self, volume: FocusVolume, aligned: AlignedStack) -> Iterator[np.ndarray]:
+    def context(self) -> int | None:
+        """The Gaussian's 3σ and the guided filter's two windows; global with ``wls_lambda``."""
+        p = self.params
+        if getattr(p, "wls_lambda", 0):
+            return None
+        return math.ceil(3 * p.sigma) + 2 * getattr(p, "guided_radius", 0) + 1
+
+    def slices(
+        self, volume: FocusVolume, aligned: AlignedStack, jobs: int = 1
+    ) -> Iterator[np.ndarray]:
         """Each focus slice smoothed (``sigma``, then the guided filter when its radius > 0,
         or the edge-aware aggregation when ``wls_lambda`` > 0).
 
@@ -110,7 +122,8 @@ class SliceAggregator(Aggregator):
             return
         radius = getattr(self.params, "guided_radius", 0)
         guide = preliminary_guide(volume, aligned) if radius else None
-        for i in range(volume.n):
+
+        def smooth(i: int) -> np.ndarray:
             valid = None if volume.valid is None else volume.valid[i]
             s = gaussian(volume.data[i], self.params.sigma, valid)
             if guide is not None:
@@ -118,7 +131,19 @@ class SliceAggregator(Aggregator):
                 s = guided_filter(guide, src, radius, self.params.guided_eps, valid)
             if valid is not None:
                 s = np.where(valid, s, np.float32(np.nan))
-            yield s
+            return s
+
+        if jobs <= 1:
+            yield from map(smooth, range(volume.n))
+            return
+        # in order, at most ``jobs`` slices ahead of the consumer: bounded memory
+        with ThreadPoolExecutor(jobs) as pool:
+            ahead = deque(pool.submit(smooth, i) for i in range(min(jobs, volume.n)))
+            for i in range(volume.n):
+                s = ahead.popleft().result()
+                if i + jobs < volume.n:
+                    ahead.append(pool.submit(smooth, i + jobs))
+                yield s
 
     def _edge_aware(self, volume: FocusVolume, aligned: AlignedStack) -> Iterator[np.ndarray]:
         """Gaussian-smoothed slices normalised per pixel, then edge-aware smoothed.
@@ -170,7 +195,7 @@ class SliceAggregator(Aggregator):
         index = np.zeros((h, w), np.int32)
         total = np.zeros((h, w), np.float32)
         count = np.zeros((h, w), np.float32)
-        for i, s in enumerate(self.slices(volume, aligned)):
+        for i, s in enumerate(self.slices(volume, aligned, ctx.jobs)):
             if out is not None:
                 out[i] = s
             better = s > best

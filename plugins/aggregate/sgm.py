@@ -42,6 +42,9 @@ class SGM(PeakAggregator):
         "IEEE TPAMI 30(2), 2008; " + PeakAggregator.OPTIONS
     )
 
+    def context(self) -> None:
+        return None  # scanlines cross the whole image
+
     def refine(self, curves: np.ndarray, scan: Scan) -> np.ndarray:
         p = self.params
         peak = np.where(np.isfinite(scan.best), scan.best, 0)

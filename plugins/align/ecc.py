@@ -40,7 +40,7 @@ class ECC(PairwiseAligner):
     def prepare(self, stack: FocalStack) -> list[list[np.ndarray]]:
         """Each frame's grey pyramid, built once."""
         depth = max(self.params.levels, self.params.finest_level + 1)
-        return [pyramid(to_grey(f), depth) for f in stack.frames]
+        return self.per_frame(lambda f: pyramid(to_grey(f), depth), stack.frames)
 
     def estimate_pair(self, data: Any, a: int, b: int) -> tuple[np.ndarray | None, dict[str, Any]]:
         p = self.params

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
 import cv2
@@ -55,8 +54,7 @@ class Homography(PairwiseAligner):
             pts = np.float32([k.pt for k in kps]).reshape(-1, 2) / scale
             return pts, desc, grey
 
-        with ThreadPoolExecutor(2) as pool:  # OpenCV releases the GIL
-            return list(pool.map(detect, range(stack.n)))
+        return self.per_frame(detect, range(stack.n))
 
     def estimate_pair(self, data: Any, a: int, b: int) -> tuple[np.ndarray | None, dict[str, Any]]:
         H, diag = _homography(data[a][:2], data[b][:2], self.params)

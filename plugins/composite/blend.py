@@ -26,6 +26,9 @@ class Blend(Compositor):
         "selection), with linear interpolation between the bracketing slices"
     )
 
+    def context(self) -> int:
+        return 0  # per pixel
+
     def __call__(
         self, result: DepthResult, volume: FocusVolume, aligned: AlignedStack, ctx: Context
     ) -> np.ndarray:

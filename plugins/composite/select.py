@@ -20,6 +20,9 @@ class Select(Compositor):
     Params = Params
     citation = "Nayar & Nakagawa, Shape from focus, IEEE TPAMI 16(8), 1994"
 
+    def context(self) -> int:
+        return 0  # per pixel
+
     def __call__(
         self, result: DepthResult, volume: FocusVolume, aligned: AlignedStack, ctx: Context
     ) -> np.ndarray:

@@ -13,6 +13,7 @@ Conventions of every measure built on :class:`LocalMeasure`:
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import cv2
@@ -113,6 +114,15 @@ class LocalMeasure(FocusMeasure):
     def response(self, grey: np.ndarray) -> np.ndarray:
         """The measure of one (H,W) float32 image, windowed, non-negative, float32."""
         raise NotImplementedError
+
+    def context(self) -> int:
+        """Two windows (a variance of a variance is the widest use), the pre-filter, the
+        operator's own kernel (Gaussian σ, ring radius, step: whichever the measure has)."""
+        p = self.params
+        extra = max(
+            3 * getattr(p, "sigma", 0.0), getattr(p, "ring_outer", 0.0), getattr(p, "step", 0)
+        )
+        return 2 * (p.window // 2) + math.ceil(3 * p.gaussian_sigma + extra) + 4
 
     def mean(self, image: np.ndarray) -> np.ndarray:
         """Box mean over this measure's ``window``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import cv2
@@ -38,6 +39,10 @@ class LoG(FocusMeasure):
         "Pertuz et al., Analysis of focus measure operators for shape-from-focus, "
         "Pattern Recognition 46(5), 2013 (LAPx family)"
     )
+
+    def context(self) -> int:
+        p = self.params
+        return p.gaussian_ksize // 2 + p.laplacian_ksize // 2 + math.ceil(3 * p.gaussian_sigma) + 1
 
     def measure(self, frame: np.ndarray) -> np.ndarray:
         p = self.params
@@ -88,6 +93,11 @@ class MultiScaleLoG(FocusMeasure):
         "IEEE TPAMI 27(9), 2005 (scale multiplication); "
         "Nayar & Nakagawa, Shape from focus, IEEE TPAMI 16(8), 1994 (Laplacian focus)"
     )
+
+    def context(self) -> int:
+        p = self.params
+        kernels = max(k // 2 + aperture // 2 for k, aperture in p.scales)
+        return kernels + math.ceil(3 * p.window_sigma) + 1
 
     def measure(self, frame: np.ndarray) -> np.ndarray:
         p = self.params

@@ -55,6 +55,9 @@ class Guided(Regularizer):
         "(confidence-weighted local fits)"
     )
 
+    def context(self) -> int:
+        return 2 * self.params.radius * self.params.iterations
+
     def __call__(
         self, result: DepthResult, volume: FocusVolume, aligned: AlignedStack, ctx: Context
     ) -> DepthResult:

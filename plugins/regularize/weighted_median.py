@@ -81,6 +81,9 @@ class WeightedMedian(Regularizer):
         "weighted median filter, CVPR 2014 (brute force here, not their algorithm)"
     )
 
+    def context(self) -> int:
+        return self.params.radius * self.params.iterations
+
     def __call__(
         self, result: DepthResult, volume: FocusVolume, aligned: AlignedStack, ctx: Context
     ) -> DepthResult:
