@@ -315,3 +315,13 @@ def test_multiband_sharpest_follows_the_focus_volume_not_the_depth() -> None:
         result, FocusVolume(focus, valid), AlignedStack(frames, 0, valid), Context()
     )
     assert np.all(at_depth == 40)  # the default follows the depth (frame 0)
+
+
+def test_multiband_spread_keeps_a_frame_for_every_depth() -> None:
+    """Half-way between two frames both are within the cut: no pixel loses all weight."""
+    n, h, w = 4, 16, 16
+    frames = np.stack([np.full((h, w, 3), 50 * (k + 1), np.uint8) for k in range(n)])
+    out = _composite("multiband", frames, np.full((h, w), 1.5, np.float32), spread=0.2, levels=1)
+    assert np.all((out >= 100) & (out <= 150))  # frames 1 and 2, never black
+    with pytest.raises(ValueError):  # pydantic: a narrower spread is refused
+        _compositor("multiband", spread=0.15)

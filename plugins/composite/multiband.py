@@ -42,10 +42,11 @@ class MultibandParams(Params):
     )
     spread: float = Field(
         0.5,
-        gt=0,
+        ge=0.2,
         le=100,
         description=(
-            "σ of the depth weight exp(−(k − d)²/2σ²), in slices; cut to 0 beyond 3σ. "
+            "σ of the depth weight exp(−(k − d)²/2σ²), in slices; cut to 0 beyond 3σ "
+            "(σ ≥ 0.2, so a frame within half a slice of every depth keeps a weight). "
             "Larger hides depth errors but blends in slightly defocused frames"
         ),
     )
