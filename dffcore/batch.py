@@ -253,7 +253,7 @@ def run_one(
     row = _row(out_dir.name, stack_path, out_dir)
     t0 = time.perf_counter()
     try:
-        stack = read_stack(stack_path)
+        stack = read_stack(stack_path, lazy=spec.memory is not None)  # --set memory=...: streamed
         run = run_pipeline(spec, stack, jobs=threads)
         _clear_previous(out_dir)
         write_outputs(run, out_dir, spec_file=spec_file)
