@@ -432,10 +432,9 @@ def score(run: Run, sample: Sample) -> dict[str, float]:
         out["disparity.rmse"] = math.sqrt(out["disparity.mse"])
         out["disparity.bump"] = bumpiness(pred, truth)
     depth = run.result.depth
-    if sample.truth_depth is not None and depth is not None and run.stack.focus_unit:
-        metres = depth if run.stack.focus_unit == "m" else 1.0 / np.maximum(depth, 1e-9)
+    if sample.truth_depth is not None and depth is not None:  # the runner's depth is metres
         truth = to_output_grid(sample.truth_depth, crop)
-        out.update({f"depth.{k}": v for k, v in evaluate_depth(metres, truth).items()})
+        out.update({f"depth.{k}": v for k, v in evaluate_depth(depth, truth).items()})
     aif = run.result.all_in_focus
     if sample.all_in_focus is not None and aif is not None:
         truth = to_output_grid(sample.all_in_focus, crop)

@@ -116,8 +116,8 @@ class DepthResult:
 
     ``index`` (H,W) float32: 0 = first frame as read; ``confidence`` (H,W) float32 in
     [0, 1] (0 = unreliable); ``all_in_focus`` (H,W,C) in the stack's dtype (an
-    aggregator may leave it None: the runner then composites it); ``depth`` (H,W) in
-    the stack's focus unit when focus distances are known.
+    aggregator may leave it None: the runner then composites it); ``depth`` (H,W) float32 in
+    metres when focus distances are known.
     """
 
     index: np.ndarray
