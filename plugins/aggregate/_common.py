@@ -77,6 +77,17 @@ class CurveParams(Params):
         "the guide's mean colour difference between neighbouring pixels (so it adapts to "
         "busy and to smooth images): stronger guide edges keep their sides apart",
     )
+    local_gate: float = Field(
+        0.0,
+        ge=0,
+        description="with wls_lambda: where the local estimate (the normalised curves smoothed "
+        "by local_sigma only) lies within this many slices of the edge-aware one, the depth "
+        "is their mean; elsewhere (halos at strong edges, textureless areas) the edge-aware "
+        "one; 0 = off",
+    )
+    local_sigma: float = Field(
+        5.0, gt=0, description="Gaussian σ (px) pooling the local estimate's curves"
+    )
     confidence: Confidence = Field(
         "prominence",
         description="prominence: (max − mean)/max; ratio: 1 − second local peak/peak (≥ 2 "
@@ -190,22 +201,50 @@ class SliceAggregator(Aggregator):
 
         Ties go to the first slice; missing (NaN) values never win.
         """
-        n, h, w = volume.data.shape
-        best = np.full((h, w), -np.inf, np.float32)
-        index = np.zeros((h, w), np.int32)
-        total = np.zeros((h, w), np.float32)
-        count = np.zeros((h, w), np.float32)
-        for i, s in enumerate(self.slices(volume, aligned, ctx.jobs)):
-            if out is not None:
-                out[i] = s
-            better = s > best
-            np.copyto(best, s, where=better)
-            np.copyto(index, i, where=better)
-            ok = np.isfinite(s)
-            total += np.where(ok, s, 0)
-            count += ok
-            ctx.progress(i + 1, n)
-        return Scan(best, index, total, count)
+        return scan_slices(self.slices(volume, aligned, ctx.jobs), volume.data.shape, ctx, out)
+
+    def local_votes(self, volume: FocusVolume, out: np.ndarray) -> Iterator[np.ndarray]:
+        """The slices smoothed by ``sigma``, normalised per pixel to sum 1, then smoothed by
+        ``local_sigma``: each pixel's own focus evidence, pooled over a small neighbourhood
+        only (``out`` holds the normalised slices meanwhile; NaN = missing)."""
+        p = self.params
+        total = np.zeros(volume.data.shape[1:], np.float32)
+        for i in range(volume.n):
+            valid = None if volume.valid is None else volume.valid[i]
+            out[i] = np.nan_to_num(gaussian(volume.data[i], p.sigma, valid), nan=0.0)
+            total += out[i]
+        for i in range(volume.n):
+            valid = None if volume.valid is None else volume.valid[i]
+            s = gaussian(out[i] / np.maximum(total, np.float32(1e-12)), p.local_sigma, valid)
+            yield s if valid is None else np.where(valid, s, np.float32(np.nan))
+
+
+def scan_slices(
+    slices: Iterator[np.ndarray],
+    shape: tuple[int, int, int],
+    ctx: Context,
+    out: np.ndarray | None = None,
+) -> Scan:
+    """Streaming argmax over ``slices`` (N of them, (H,W) each); stores them in ``out``.
+
+    Ties go to the first slice; missing (NaN) values never win.
+    """
+    n, h, w = shape
+    best = np.full((h, w), -np.inf, np.float32)
+    index = np.zeros((h, w), np.int32)
+    total = np.zeros((h, w), np.float32)
+    count = np.zeros((h, w), np.float32)
+    for i, s in enumerate(slices):
+        if out is not None:
+            out[i] = s
+        better = s > best
+        np.copyto(best, s, where=better)
+        np.copyto(index, i, where=better)
+        ok = np.isfinite(s)
+        total += np.where(ok, s, 0)
+        count += ok
+        ctx.progress(i + 1, n)
+    return Scan(best, index, total, count)
 
 
 def preliminary_guide(

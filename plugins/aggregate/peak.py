@@ -11,7 +11,16 @@ from dffcore.components import Context
 from dffcore.data import AlignedStack, DepthResult, FocusVolume
 from dffcore.peaks import SubFrame, refine_index
 
-from ._common import HE, HU, SURH, CurveParams, Scan, SliceAggregator, curve_confidence
+from ._common import (
+    HE,
+    HU,
+    SURH,
+    CurveParams,
+    Scan,
+    SliceAggregator,
+    curve_confidence,
+    scan_slices,
+)
 
 
 class PeakAggregator(SliceAggregator):
@@ -34,7 +43,14 @@ class PeakAggregator(SliceAggregator):
         curves = volume.data if in_place else np.empty_like(volume.data)
         scan = self.scan(volume, aligned, ctx, out=None if in_place else curves)
         index = self.refine(curves, scan)
-        return DepthResult(index=index, confidence=curve_confidence(p.confidence, curves, scan))
+        confidence = curve_confidence(p.confidence, curves, scan)
+        if p.wls_lambda and p.local_gate:  # the curves' buffer is free again
+            votes = self.local_votes(volume, curves)  # reads slice i before it is replaced
+            local_scan = scan_slices(votes, curves.shape, Context(), out=curves)
+            local = self.refine(curves, local_scan)
+            agree = np.abs(local - index) <= p.local_gate
+            index = np.where(agree, 0.5 * (local + index), index).astype(np.float32)
+        return DepthResult(index=index, confidence=confidence)
 
     def refine(self, curves: np.ndarray, scan: Scan) -> np.ndarray:
         """Fractional index (H,W) float32 from the curves (NaN = missing) and the argmax."""
