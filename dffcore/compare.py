@@ -67,7 +67,7 @@ import numpy as np
 from .batch import spec_hash
 from .convert import to_float32
 from .data import FocalStack
-from .datasets import Sample, open_dataset
+from .datasets import Sample, open_dataset, sample_files
 from .errors import DffError, did_you_mean
 from .io import atomic_write_bytes, read_image, write_image, write_npy
 from .metrics import (
@@ -376,34 +376,11 @@ def dataset_stacks(
             "dataset": ds.kind,
             "path": str(root),
             "sample": name,
-            "files": _fingerprint(_sample_files(root, ds.kind, name)),
+            "files": _fingerprint(sample_files(root, ds.kind, name)),
         }
         about = f"{ds.kind} sample '{name}' of {ds.root}"
         out.append(StackSource(name, identity, functools.partial(ds.load, name), about))
     return out
-
-
-def _sample_files(root: Path, kind: str, name: str) -> list[Path]:
-    """The files a sample is read from (their sizes and mtimes are its identity)."""
-    from .datasets import _folder_kind  # the layout detection of datasets.py
-
-    def files(folder: Path) -> list[Path]:
-        return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-
-    if kind == "ddff12":
-        return (
-            [root]
-            if root.is_file()
-            else [p for p in files(root) if p.suffix.lower() in (".h5", ".hdf5")]
-        )
-    if kind == "fod500":
-        unit, _, scene = name.rpartition("/")
-        return [p for p in files(root / unit if unit else root) if p.name.startswith(scene)]
-    folder = root if _folder_kind(root) == kind else root / name
-    if kind == "hci":
-        parts = [folder / "focus_disparity.txt"]
-        return [p for p in parts if p.is_file()] + files(folder / "stack") + files(folder / "gt")
-    return files(folder) + files(folder / "ground_truth")
 
 
 def _fingerprint(paths: Sequence[Path]) -> list[list[Any]]:

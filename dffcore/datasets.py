@@ -210,6 +210,29 @@ def fractional_index(
 
 
 # -- folder layouts ----------------------------------------------------------------
+def sample_files(root: Path, kind: str, name: str) -> list[Path]:
+    """The files sample ``name`` of a ``kind`` dataset at ``root`` is read from (what a
+    cache keys on: their sizes and modification times identify the sample's data)."""
+
+    def files(folder: Path) -> list[Path]:
+        return _files(folder) if folder.is_dir() else []
+
+    if kind == "ddff12":
+        return (
+            [root]
+            if root.is_file()
+            else [p for p in files(root) if p.suffix.lower() in (".h5", ".hdf5")]
+        )
+    if kind == "fod500":
+        unit, _, scene = name.rpartition("/")
+        return [p for p in files(root / unit if unit else root) if p.name.startswith(scene)]
+    folder = root if _folder_kind(root) == kind else root / name
+    if kind == "hci":
+        parts = [folder / "focus_disparity.txt"]
+        return [p for p in parts if p.is_file()] + files(folder / "stack") + files(folder / "gt")
+    return files(folder) + files(folder / "ground_truth")
+
+
 def _files(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_file()), key=io.natural_key)
 
