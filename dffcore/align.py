@@ -9,7 +9,7 @@ mask, and applies the options every aligner has.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -199,13 +199,8 @@ def finish(
                 for _ in range(n):
                     tick()
         else:
-            masks = list(
-                pool.map(lambda t: None if t is None else valid_mask(t, shape, shape), transforms)
-            )
-            y0, y1, x0, x1 = 0, shape[0], 0, shape[1]
-            if p.crop and any(m is not None for m in masks):
-                common = np.logical_and.reduce([m for m in masks if m is not None])
-                y0, y1, x0, x1 = largest_valid_rectangle(common)
+            masks = list(pool.map(lambda t: frame_mask(t, shape), transforms))
+            y0, y1, x0, x1 = crop_box(masks, shape) if p.crop else (0, shape[0], 0, shape[1])
             crop = (
                 None
                 if (y0, y1, x0, x1) == (0, shape[0], 0, shape[1])
@@ -237,8 +232,21 @@ def finish(
     return AlignedStack(frames, ref, valid, transforms, diagnostics, stack, crop)
 
 
-def _mask(t: Transform, shape: tuple[int, int]) -> np.ndarray | None:
+def frame_mask(t: Transform, shape: tuple[int, int]) -> np.ndarray | None:
+    """Pixels of the reference grid that frame ``t`` covers; None for the identity."""
     return None if t is None else valid_mask(t, shape, shape)
+
+
+def crop_box(
+    masks: Iterable[np.ndarray | None], shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of a rectangle valid in every mask (None: valid everywhere);
+    the masks may come one at a time (a generator), only their intersection is kept."""
+    common = None
+    for m in masks:
+        if m is not None:
+            common = m.copy() if common is None else np.logical_and(common, m, out=common)
+    return (0, shape[0], 0, shape[1]) if common is None else largest_valid_rectangle(common)
 
 
 def _shifted(t: Transform, x0: int, y0: int, shape: tuple[int, int]) -> Transform:

@@ -119,51 +119,71 @@ def _run_whole(
     memory = _PeakMemory()
     records: list[StageRecord] = []
 
-    def call(stage: StageSpec, *args: Any) -> Any:
+    def call(stage: StageSpec, component: Any, *args: Any) -> Any:
         def report(done: int, total: int) -> None:
             if progress is not None:
                 progress(f"{stage.path} {stage.name}", done, total)
 
-        component = stage.build()
-        ctx = Context(progress=report, jobs=jobs, stage=stage.path)
         memory.reset()
         t0 = time.perf_counter()
-        try:
-            out = component(*args, ctx)
-        except DffError as exc:
-            raise DffError(f"{stage.path} ({stage.name}): {exc}") from None
+        out = invoke(stage, component, args, Context(progress=report, jobs=jobs, stage=stage.path))
         seconds = time.perf_counter() - t0
         records.append(StageRecord(stage.path, stage.name, seconds, memory.peak_mb()))
         logger.info("%s %s: %.3f s", stage.path, stage.name, seconds)
         return out
 
-    aligned: AlignedStack = call(spec.align, stack)
-    post = [spec.focus, spec.aggregate, *spec.regularize]
-    post += [spec.composite] if spec.composite is not None else []
-    components = [stage.build() for stage in post]
+    aligned: AlignedStack = call(spec.align, spec.align.build(), stack)
+    stages = after_alignment(spec)
+    components = [stage.build() for stage in stages]
     if jobs > 1 and all(c.context() is not None for c in components):
         from .tiled import run_strips  # local stages: one strip of rows per core
 
         t0 = time.perf_counter()
         memory.reset()
-        result, seconds = run_strips(post, components, aligned, jobs)
+        result, seconds = run_strips(stages, components, aligned, jobs)
         peak = memory.peak_mb()
         scale = (time.perf_counter() - t0) / max(sum(seconds.values()), 1e-9)
-        for stage in post:  # wall time of the strips, shared in proportion to stage time
+        for stage in stages:  # wall time of the strips, shared in proportion to stage time
             records.append(StageRecord(stage.path, stage.name, seconds[stage.path] * scale, peak))
         return Run(spec, stack, aligned, None, _finish(result, stack, aligned), records)
-    volume: FocusVolume = call(spec.focus, aligned)
-    _check_volume(volume, aligned, spec.focus)
-    result: DepthResult = call(spec.aggregate, volume, aligned)
-    for stage in spec.regularize:
-        result = call(stage, result, volume, aligned)
-    if spec.composite is not None:
-        result = result.replace(all_in_focus=call(spec.composite, result, volume, aligned))
-    elif result.all_in_focus is None:
+    result, volume = run_stages(stages, components, aligned, call)
+    return Run(spec, stack, aligned, volume, _finish(result, stack, aligned), records)
+
+
+def after_alignment(spec: PipelineSpec) -> list[StageSpec]:
+    """The stages that work on aligned frames: focus, aggregate, regularisers, composite."""
+    tail = [spec.composite] if spec.composite is not None else []
+    return [spec.focus, spec.aggregate, *spec.regularize, *tail]
+
+
+def invoke(stage: StageSpec, component: Any, args: tuple[Any, ...], ctx: Context) -> Any:
+    """``component(*args, ctx)``, its user errors prefixed with the stage's YAML path."""
+    try:
+        return component(*args, ctx)
+    except DffError as exc:
+        raise DffError(f"{stage.path} ({stage.name}): {exc}") from None
+
+
+def run_stages(
+    stages: list[StageSpec],
+    components: list[Any],
+    aligned: AlignedStack,
+    call: Callable[..., Any],
+) -> tuple[DepthResult, FocusVolume]:
+    """Run :func:`after_alignment`'s stages on ``aligned`` through
+    ``call(stage, component, *args)`` (which times and records them); the composite
+    is selection at the final depth when the spec has none and the aggregator made none.
+    Whole-image runs, bands and strips all go through here."""
+    volume: FocusVolume = call(stages[0], components[0], aligned)
+    _check_volume(volume, aligned, stages[0])
+    result: DepthResult = call(stages[1], components[1], volume, aligned)
+    for stage, component in zip(stages[2:], components[2:], strict=True):
+        out = call(stage, component, result, volume, aligned)
+        result = result.replace(all_in_focus=out) if stage.kind == "composite" else out
+    if result.all_in_focus is None:
         aif = take_frames(aligned.frames, np.rint(result.index), aligned.valid)
         result = result.replace(all_in_focus=aif)
-    result = _finish(result, stack, aligned)
-    return Run(spec, stack, aligned, volume, result, records)
+    return result, volume
 
 
 def _check_volume(volume: FocusVolume, aligned: AlignedStack, stage: StageSpec) -> None:

@@ -23,6 +23,7 @@ equals the whole-image one; global stages (``sgm``, ``wls_lambda``, ``graphcut``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -38,12 +39,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .align import largest_valid_rectangle
+from .align import crop_box, frame_mask
 from .components import Context
 from .convert import like, to_float32
-from .data import AlignedStack, DepthResult, FocalStack, FocusVolume
+from .data import AlignedStack, DepthResult, FocalStack
 from .errors import DffError
-from .filters import take_frames
 from .warp import grid, is_map, valid_mask, warp
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def run_banded(
     benchmarks). Returns a :class:`dffcore.runner.Run` whose ``volume`` is None (the
     focus volume never exists whole) and whose ``aligned.frames`` only has the shape.
     """
-    from .runner import Run, StageRecord, _finish, _PeakMemory, _unmeasured
+    from .runner import Run, StageRecord, _finish, _PeakMemory, _unmeasured, after_alignment, invoke
 
     n, (h, w), c = stack.n, stack.shape, int(stack.frames.shape[3])
     itemsize = np.dtype(stack.frames.dtype).itemsize
@@ -169,10 +169,8 @@ def run_banded(
     t0 = time.perf_counter()
     small = _small_stack(stack, scale, report(f"align {spec.align.name} (read)"))
     aligner = spec.align.build()
-    try:
-        aligned_small = aligner(small, Context(report(f"align {spec.align.name}"), jobs, "align"))
-    except DffError as exc:
-        raise DffError(f"align ({spec.align.name}): {exc}") from None
+    ctx = Context(report(f"align {spec.align.name}"), jobs, "align")
+    aligned_small = invoke(spec.align, aligner, (small,), ctx)
     ref, diagnostics = aligned_small.reference, aligned_small.diagnostics
     transforms = list(aligned_small.transforms) or [None] * n
     del small, aligned_small
@@ -182,13 +180,8 @@ def run_banded(
             diagnostics[i]["transform"] = np.round(t, 6).tolist()
     p = aligner.params
     y0, y1, x0, x1 = 0, h, 0, w
-    if getattr(p, "crop", False) and any(t is not None for t in transforms):
-        common = np.ones((h, w), bool)
-        for t in transforms:  # one mask at a time
-            if t is not None:
-                common &= valid_mask(t, (h, w), (h, w))
-        y0, y1, x0, x1 = largest_valid_rectangle(common)
-        del common
+    if getattr(p, "crop", False):  # the frames' masks one at a time
+        y0, y1, x0, x1 = crop_box((frame_mask(t, (h, w)) for t in transforms), (h, w))
     crop = None if (y0, y1, x0, x1) == (0, h, 0, w) else (x0, y0, x1 - x0, y1 - y0)
     hh, ww = y1 - y0, x1 - x0
     with tempfile.TemporaryDirectory(prefix="dffcore-", dir=temp_dir) as tmp:
@@ -199,9 +192,7 @@ def run_banded(
         record(spec.align, time.perf_counter() - t0)
 
         # 2. bands
-        stages = [spec.focus, spec.aggregate, *spec.regularize]
-        if spec.composite is not None:
-            stages.append(spec.composite)
+        stages = after_alignment(spec)
         components = [s.build() for s in stages]
         margin = sum(GLOBAL_MARGIN if (m := comp.context()) is None else m for comp in components)
         rows = band_rows or band_rows_for(n, hh, ww, c, itemsize, memory, margin)
@@ -212,7 +203,7 @@ def run_banded(
         confidence = np.empty((hh, ww), np.float32)
         aif = np.empty((hh, ww, c), stack.frames.dtype)
         tick = report("bands")
-        with open(frames_path, "rb") as ff, _open_or_none(valid_path) as vf:
+        with open(frames_path, "rb") as ff, _opened(valid_path, "rb") as vf:
             for done, a in enumerate(bands, 1):
                 b = min(a + rows, hh)
                 ra, rb = max(a - margin, 0), min(b + margin, hh)
@@ -222,7 +213,7 @@ def run_banded(
                     valid = _read_rows(vf, (n, hh, ww, 1), np.uint8, ra, rb)[..., 0] > 0
                     valid = None if valid.all() else valid
                 band = AlignedStack(frames, ref, valid)
-                res = _run_band(stages, components, band, jobs, record, memory_meter)
+                res = _run_band(stages, components, band, jobs, record, memory_meter.reset)
                 keep = slice(a - ra, a - ra + (b - a))
                 out = slice(a, b)
                 conf = res.confidence[keep].astype(np.float32)
@@ -267,7 +258,7 @@ def run_strips(
         ra, rb = max(a - margin, 0), min(b + margin, h)
         valid = None if aligned.valid is None else aligned.valid[:, ra:rb]
         strip = AlignedStack(aligned.frames[:, ra:rb], aligned.reference, valid)
-        res = _run_band(stages, components, strip, 1, record, _NoMeter())
+        res = _run_band(stages, components, strip, 1, record)
         return res, slice(a - ra, a - ra + (b - a))
 
     threads = cv2.getNumThreads()
@@ -284,11 +275,6 @@ def run_strips(
         cat([r.all_in_focus[k] for r, k in parts]),
     )
     return result, seconds
-
-
-class _NoMeter:
-    def reset(self) -> None:
-        pass
 
 
 def _small_stack(stack: FocalStack, scale: float, tick: Callable[[int, int], None]) -> FocalStack:
@@ -333,7 +319,7 @@ def _stream_warp(
     shape = (y1 - y0, x1 - x0)
     moving = any(t is not None for t in transforms)
     interpolation = getattr(p, "interpolation", "cubic")
-    with open(frames_path, "wb") as ff, open(valid_path, "wb") if moving else _null() as vf:
+    with open(frames_path, "wb") as ff, _opened(valid_path, "wb", moving) as vf:
         for k in range(stack.n):
             frame = warp(
                 stack.frames[k], _shifted(transforms[k], x0, y0, shape), shape, interpolation
@@ -357,34 +343,19 @@ def _run_band(
     band: AlignedStack,
     jobs: int,
     record: Callable[[Any, float], None],
-    memory_meter: Any,
+    reset_memory: Callable[[], None] = lambda: None,
 ) -> DepthResult:
-    """Focus, aggregate, regularise and composite one band (as the whole-image runner does)."""
-    from .runner import _check_volume
+    """The stages after alignment on one band, as the whole-image runner runs them."""
+    from .runner import invoke, run_stages
 
-    def call(i: int, *args: Any) -> Any:
-        stage, comp = stages[i], components[i]
-        memory_meter.reset()
+    def call(stage: Any, component: Any, *args: Any) -> Any:
+        reset_memory()
         t0 = time.perf_counter()
-        try:
-            out = comp(*args, Context(jobs=jobs, stage=stage.path))
-        except DffError as exc:
-            raise DffError(f"{stage.path} ({stage.name}): {exc}") from None
+        out = invoke(stage, component, args, Context(jobs=jobs, stage=stage.path))
         record(stage, time.perf_counter() - t0)
         return out
 
-    volume: FocusVolume = call(0, band)
-    _check_volume(volume, band, stages[0])
-    result: DepthResult = call(1, volume, band)
-    n_regs = len(stages) - 2 - (1 if stages[-1].kind == "composite" else 0)
-    for i in range(2, 2 + n_regs):
-        result = call(i, result, volume, band)
-    if stages[-1].kind == "composite":
-        result = result.replace(all_in_focus=call(len(stages) - 1, result, volume, band))
-    elif result.all_in_focus is None:
-        aif = take_frames(band.frames, np.rint(result.index), band.valid)
-        result = result.replace(all_in_focus=aif)
-    return result
+    return run_stages(stages, components, band, call)[0]
 
 
 def _read_rows(
@@ -400,13 +371,8 @@ def _read_rows(
     return rows
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-def _open_or_none(path: Path) -> Any:
-    return open(path, "rb") if path.exists() else _null()
+def _opened(path: Path, mode: str, wanted: bool = True) -> Any:
+    """``open(path, mode)``, or a context giving None when not wanted or (to read) absent."""
+    if wanted and ("w" in mode or path.exists()):
+        return open(path, mode)
+    return contextlib.nullcontext()
