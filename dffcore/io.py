@@ -16,9 +16,7 @@ import os
 import re
 import struct
 import tempfile
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -26,6 +24,7 @@ import numpy as np
 
 from .data import FocalStack, FocusUnit
 from .errors import DffError
+from .parallel import ordered_map
 
 logger = logging.getLogger(__name__)
 
@@ -305,21 +304,6 @@ def _check_like(
         )
 
 
-def _decode_all(paths: Sequence[Path], jobs: int | None) -> Iterator[np.ndarray]:
-    """Decoded frames in order, ``jobs`` at a time (OpenCV's decoders release the GIL)."""
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    if jobs == 1:
-        yield from map(read_image, paths)
-        return
-    with ThreadPoolExecutor(jobs) as pool:
-        ahead = deque(pool.submit(read_image, p) for p in paths[: 2 * jobs])
-        for i in range(len(paths)):
-            img = ahead.popleft().result()
-            if i + 2 * jobs < len(paths):
-                ahead.append(pool.submit(read_image, paths[i + 2 * jobs]))
-            yield img
-
-
 def read_stack(
     source: str | Path | Sequence[str | Path],
     *,
@@ -352,7 +336,9 @@ def read_stack(
         first = read_image(paths[0])
         frames = np.empty((len(paths), *first.shape), first.dtype)
         frames[0] = first
-    decoded = [] if lazy else zip(paths[1:], _decode_all(paths[1:], jobs), strict=True)
+    threads = jobs or os.cpu_count() or 1  # decoding, at most two frames a thread ahead
+    rest = [] if lazy else ordered_map(read_image, paths[1:], threads, 2 * threads)
+    decoded = [] if lazy else zip(paths[1:], rest, strict=True)
     for i, (p, img) in enumerate(decoded, 1):
         _check_like(p, img, paths[0], first.shape, first.dtype)
         if img.shape[2] != frames.shape[3]:

@@ -14,9 +14,7 @@ Conventions of every aggregator built on :class:`SliceAggregator`:
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +25,7 @@ from dffcore.components import Aggregator, Context, Params
 from dffcore.convert import to_float32, to_grey
 from dffcore.data import AlignedStack, FocusVolume
 from dffcore.filters import gaussian, guided_filter, mean_edge, take_frames, wls_smoother
+from dffcore.parallel import ordered_map
 
 Confidence = Literal["prominence", "ratio", "curvature"]
 HE = "He, Sun & Tang, Guided image filtering, ECCV 2010 (IEEE TPAMI 35(6), 2013)"
@@ -144,17 +143,7 @@ class SliceAggregator(Aggregator):
                 s = np.where(valid, s, np.float32(np.nan))
             return s
 
-        if jobs <= 1:
-            yield from map(smooth, range(volume.n))
-            return
-        # in order, at most ``jobs`` slices ahead of the consumer: bounded memory
-        with ThreadPoolExecutor(jobs) as pool:
-            ahead = deque(pool.submit(smooth, i) for i in range(min(jobs, volume.n)))
-            for i in range(volume.n):
-                s = ahead.popleft().result()
-                if i + jobs < volume.n:
-                    ahead.append(pool.submit(smooth, i + jobs))
-                yield s
+        yield from ordered_map(smooth, range(volume.n), jobs)
 
     def _edge_aware(self, volume: FocusVolume, aligned: AlignedStack) -> Iterator[np.ndarray]:
         """Gaussian-smoothed slices normalised per pixel, then edge-aware smoothed.
