@@ -8,9 +8,14 @@ sub-frame estimator of shape from focus (Nayar & Nakagawa 1994; Subbarao & Choi 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from .data import FocusVolume
+from .filters import gaussian
 
 SubFrame = Literal["none", "parabolic", "gaussian"]
 
@@ -50,3 +55,58 @@ def refine_index(curves: np.ndarray, labels: np.ndarray, method: SubFrame) -> np
     off = subframe_offset(at(lo), at(k), at(hi), method)
     off[(k == 0) | (k == n - 1)] = 0
     return (k + off).astype(np.float32)
+
+
+@dataclass
+class Scan:
+    """Result of one pass over the slices: per pixel, the highest value and its slice.
+
+    ``best`` is -inf and ``index`` 0 where no frame is valid; ``total`` and ``count``
+    are the sum and number of the valid values.
+    """
+
+    best: np.ndarray
+    index: np.ndarray
+    total: np.ndarray
+    count: np.ndarray
+
+
+def scan_slices(
+    slices: Iterable[np.ndarray],
+    shape: tuple[int, int, int],
+    out: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Scan:
+    """Streaming argmax over ``slices`` (N of them, (H,W) each); stores them in ``out``.
+
+    Ties go to the first slice; missing (NaN) values never win.
+    """
+    n, h, w = shape
+    best = np.full((h, w), -np.inf, np.float32)
+    index = np.zeros((h, w), np.int32)
+    total = np.zeros((h, w), np.float32)
+    count = np.zeros((h, w), np.float32)
+    for i, s in enumerate(slices):
+        if out is not None:
+            out[i] = s
+        better = s > best
+        np.copyto(best, s, where=better)
+        np.copyto(index, i, where=better)
+        ok = np.isfinite(s)
+        total += np.where(ok, s, 0)
+        count += ok
+        if progress is not None:
+            progress(i + 1, n)
+    return Scan(best, index, total, count)
+
+
+def masked_slices(
+    volume: FocusVolume, sigma: float, data: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
+    """Each slice of ``data`` (default: the volume's) Gaussian-smoothed with the frames'
+    masks (σ 0: as is), NaN where its frame has no data."""
+    data = volume.data if data is None else data
+    for i in range(data.shape[0]):
+        valid = None if volume.valid is None else volume.valid[i]
+        s = gaussian(data[i], sigma, valid)
+        yield s if valid is None else np.where(valid, s, np.float32(np.nan))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -26,6 +25,7 @@ from dffcore.convert import to_float32, to_grey
 from dffcore.data import AlignedStack, FocusVolume
 from dffcore.filters import gaussian, guided_filter, mean_edge, take_frames, wls_smoother
 from dffcore.parallel import ordered_map
+from dffcore.peaks import Scan, masked_slices, scan_slices
 
 Confidence = Literal["prominence", "ratio", "curvature"]
 HE = "He, Sun & Tang, Guided image filtering, ECCV 2010 (IEEE TPAMI 35(6), 2013)"
@@ -94,20 +94,6 @@ class CurveParams(Params):
     )
 
 
-@dataclass
-class Scan:
-    """Result of one pass over the slices: per pixel, the highest value and its slice.
-
-    ``best`` is -inf and ``index`` 0 where no frame is valid; ``total`` and ``count``
-    are the sum and number of the valid values.
-    """
-
-    best: np.ndarray
-    index: np.ndarray
-    total: np.ndarray
-    count: np.ndarray
-
-
 class SliceAggregator(Aggregator):
     """Base of the aggregators: filtered slices and a streaming argmax over them."""
 
@@ -119,16 +105,21 @@ class SliceAggregator(Aggregator):
         return math.ceil(3 * p.sigma) + 2 * getattr(p, "guided_radius", 0) + 1
 
     def slices(
-        self, volume: FocusVolume, aligned: AlignedStack, jobs: int = 1
+        self,
+        volume: FocusVolume,
+        aligned: AlignedStack,
+        jobs: int = 1,
+        votes: np.ndarray | None = None,
     ) -> Iterator[np.ndarray]:
         """Each focus slice smoothed (``sigma``, then the guided filter when its radius > 0,
         or the edge-aware aggregation when ``wls_lambda`` > 0).
 
         Pixels where the frame is invalid are NaN. A slice may be the volume's own
-        array (sigma 0, every pixel valid, no guided filter): never write to it.
+        array (sigma 0, every pixel valid, no guided filter): never write to it. With
+        ``wls_lambda``, an (N,H,W) ``votes`` buffer keeps the normalised curves.
         """
         if getattr(self.params, "wls_lambda", 0):
-            yield from self._edge_aware(volume, aligned)
+            yield from self._edge_aware(volume, aligned, votes)
             return
         radius = getattr(self.params, "guided_radius", 0)
         guide = preliminary_guide(volume, aligned) if radius else None
@@ -145,31 +136,29 @@ class SliceAggregator(Aggregator):
 
         yield from ordered_map(smooth, range(volume.n), jobs)
 
-    def _edge_aware(self, volume: FocusVolume, aligned: AlignedStack) -> Iterator[np.ndarray]:
+    def _edge_aware(
+        self, volume: FocusVolume, aligned: AlignedStack, votes: np.ndarray | None = None
+    ) -> Iterator[np.ndarray]:
         """Gaussian-smoothed slices normalised per pixel, then edge-aware smoothed.
 
         Normalising makes every pixel one vote spread over its slices, so a strong edge's
         focus response cannot outweigh a weakly textured neighbour; the fast global
         smoother (:func:`dffcore.filters.wls_smoother`) then pools votes along the guide's
         regions and not across its edges (cost-volume filtering, Hosni et al. 2013).
-        Holds one (N,H,W) float32 buffer; slices are smoothed four at a time.
+        Holds one (N,H,W) float32 buffer of votes (``votes`` if given, which then holds
+        them afterwards); slices are smoothed four at a time.
         """
         p = self.params
-        buf = np.empty(volume.data.shape, np.float32)
+        buf = np.empty(volume.data.shape, np.float32) if votes is None else votes
         total = np.zeros(volume.data.shape[1:], np.float32)
-        best = np.zeros(volume.data.shape[1:], np.float32)
-        index = np.zeros(volume.data.shape[1:], np.int32)
         for i in range(volume.n):
             valid = None if volume.valid is None else volume.valid[i]
             buf[i] = gaussian(volume.data[i], p.sigma, valid)
             np.nan_to_num(buf[i], copy=False, nan=0.0)
             total += buf[i]
-            better = buf[i] > best
-            np.copyto(best, buf[i], where=better)
-            np.copyto(index, i, where=better)
         buf /= np.maximum(total, np.float32(1e-12))
         # guide: selection at the argmax of the smoothed slices
-        guide = to_float32(take_frames(aligned.frames, index, aligned.valid))
+        guide = to_float32(take_frames(aligned.frames, buf.argmax(axis=0), aligned.valid))
         smooth = wls_smoother(guide, p.wls_lambda, p.wls_sigma * mean_edge(guide))
         for k in range(0, volume.n, 4):
             chunk = smooth(np.ascontiguousarray(np.moveaxis(buf[k : k + 4], 0, -1)))
@@ -185,68 +174,21 @@ class SliceAggregator(Aggregator):
         aligned: AlignedStack,
         ctx: Context,
         out: np.ndarray | None = None,
+        votes: np.ndarray | None = None,
     ) -> Scan:
         """Streaming argmax over :meth:`slices`; stores the slices in ``out`` if given.
 
         Ties go to the first slice; missing (NaN) values never win.
         """
-        return scan_slices(self.slices(volume, aligned, ctx.jobs), volume.data.shape, ctx, out)
-
-    def local_votes(self, volume: FocusVolume, out: np.ndarray) -> Iterator[np.ndarray]:
-        """The slices smoothed by ``sigma``, normalised per pixel to sum 1, then smoothed by
-        ``local_sigma``: each pixel's own focus evidence, pooled over a small neighbourhood
-        only (``out`` holds the normalised slices meanwhile; NaN = missing)."""
-        p = self.params
-        total = np.zeros(volume.data.shape[1:], np.float32)
-        for i in range(volume.n):
-            valid = None if volume.valid is None else volume.valid[i]
-            out[i] = np.nan_to_num(gaussian(volume.data[i], p.sigma, valid), nan=0.0)
-            total += out[i]
-        for i in range(volume.n):
-            valid = None if volume.valid is None else volume.valid[i]
-            s = gaussian(out[i] / np.maximum(total, np.float32(1e-12)), p.local_sigma, valid)
-            yield s if valid is None else np.where(valid, s, np.float32(np.nan))
-
-
-def scan_slices(
-    slices: Iterator[np.ndarray],
-    shape: tuple[int, int, int],
-    ctx: Context,
-    out: np.ndarray | None = None,
-) -> Scan:
-    """Streaming argmax over ``slices`` (N of them, (H,W) each); stores them in ``out``.
-
-    Ties go to the first slice; missing (NaN) values never win.
-    """
-    n, h, w = shape
-    best = np.full((h, w), -np.inf, np.float32)
-    index = np.zeros((h, w), np.int32)
-    total = np.zeros((h, w), np.float32)
-    count = np.zeros((h, w), np.float32)
-    for i, s in enumerate(slices):
-        if out is not None:
-            out[i] = s
-        better = s > best
-        np.copyto(best, s, where=better)
-        np.copyto(index, i, where=better)
-        ok = np.isfinite(s)
-        total += np.where(ok, s, 0)
-        count += ok
-        ctx.progress(i + 1, n)
-    return Scan(best, index, total, count)
+        slices = self.slices(volume, aligned, ctx.jobs, votes)
+        return scan_slices(slices, volume.data.shape, out, ctx.progress)
 
 
 def preliminary_guide(
     volume: FocusVolume, aligned: AlignedStack, colour: bool = False
 ) -> np.ndarray:
     """All-in-focus image (grey, or RGB in [0, 1]) by selection at the raw volume's argmax."""
-    best = np.full(volume.data.shape[1:], -np.inf, np.float32)
-    index = np.zeros(volume.data.shape[1:], np.int32)
-    for i in range(volume.n):
-        s = volume.data[i]
-        better = s > best if volume.valid is None else (s > best) & volume.valid[i]
-        np.copyto(best, s, where=better)
-        np.copyto(index, i, where=better)
+    index = scan_slices(masked_slices(volume, 0.0), volume.data.shape).index
     picked = take_frames(aligned.frames, index)
     return to_float32(picked) if colour else to_grey(picked)
 

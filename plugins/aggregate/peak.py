@@ -9,7 +9,7 @@ from pydantic import Field
 
 from dffcore.components import Context
 from dffcore.data import AlignedStack, DepthResult, FocusVolume
-from dffcore.peaks import SubFrame, refine_index
+from dffcore.peaks import SubFrame, masked_slices, refine_index, scan_slices
 
 from ._common import (
     HE,
@@ -19,7 +19,6 @@ from ._common import (
     Scan,
     SliceAggregator,
     curve_confidence,
-    scan_slices,
 )
 
 
@@ -41,13 +40,13 @@ class PeakAggregator(SliceAggregator):
             p.sigma == 0 and not p.guided_radius and not p.wls_lambda and volume.valid is None
         )
         curves = volume.data if in_place else np.empty_like(volume.data)
-        scan = self.scan(volume, aligned, ctx, out=None if in_place else curves)
+        votes = np.empty_like(volume.data) if p.wls_lambda and p.local_gate else None
+        scan = self.scan(volume, aligned, ctx, out=None if in_place else curves, votes=votes)
         index = self.refine(curves, scan)
         confidence = curve_confidence(p.confidence, curves, scan)
-        if p.wls_lambda and p.local_gate:  # the curves' buffer is free again
-            votes = self.local_votes(volume, curves)  # reads slice i before it is replaced
-            local_scan = scan_slices(votes, curves.shape, Context(), out=curves)
-            local = self.refine(curves, local_scan)
+        if votes is not None:  # the local estimate: the same votes, pooled by local_sigma only
+            local_votes = masked_slices(volume, p.local_sigma, votes)  # slice i read, then replaced
+            local = self.refine(votes, scan_slices(local_votes, votes.shape, out=votes))
             agree = np.abs(local - index) <= p.local_gate
             index = np.where(agree, 0.5 * (local + index), index).astype(np.float32)
         return DepthResult(index=index, confidence=confidence)

@@ -15,7 +15,7 @@ from pydantic import Field
 from dffcore.components import Compositor, Context, Params
 from dffcore.convert import like, to_float32
 from dffcore.data import AlignedStack, DepthResult, FocusVolume
-from dffcore.filters import gaussian
+from dffcore.peaks import masked_slices, scan_slices
 
 from .blend import blend_frames
 
@@ -133,15 +133,8 @@ class Multiband(Compositor):
 def sharpest_frame(volume: FocusVolume, sigma: float) -> np.ndarray:
     """(H,W) float32: per pixel, the frame whose focus measure (Gaussian-smoothed) is
     highest among the frames with data there."""
-    best = np.full(volume.data.shape[1:], -np.inf, np.float32)
-    index = np.zeros(volume.data.shape[1:], np.float32)
-    for k in range(volume.n):
-        valid = None if volume.valid is None else volume.valid[k]
-        s = np.nan_to_num(gaussian(volume.data[k], sigma, valid), nan=-np.inf)
-        better = s > best
-        np.copyto(best, s, where=better)
-        index[better] = k
-    return index
+    scan = scan_slices(masked_slices(volume, sigma), volume.data.shape)
+    return scan.index.astype(np.float32)
 
 
 def auto_levels(h: int, w: int) -> int:
