@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 import dffcore
-from dffcore.data import FocalStack
-from dffcore.metrics import psnr, to_output_grid
-from dffcore.spec import builtin_pipelines
-from dffcore.synth import render_stack
+from dffcore.core.data import FocalStack
+from dffcore.core.spec import builtin_pipelines
+from dffcore.eval.metrics import psnr, to_output_grid
+from dffcore.eval.synth import render_stack
 
 HCI = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hci_antinous"
 
@@ -64,8 +64,8 @@ def synthetic_scores(
         t0 = time.perf_counter()
         run = dffcore.run_pipeline(spec, FocalStack(synth.frames))
         sec = time.perf_counter() - t0
-        err = run.result.index - to_output_grid(synth.index, run.aligned.crop)
-        sharp = to_output_grid(synth.all_in_focus, run.aligned.crop)
+        err = run.result.index - to_output_grid(synth.index, run.crop)
+        sharp = to_output_grid(synth.all_in_focus, run.crop)
         out[label] = {
             "mae": float(np.abs(err).mean()),
             "rmse": float(np.sqrt((err**2).mean())),
@@ -85,7 +85,7 @@ def hci_scores(spec: dffcore.PipelineSpec) -> tuple[float, float, float] | None:
     run = dffcore.run_pipeline(spec, stack)
     sec = time.perf_counter() - t0
     disparity = np.interp(run.result.index, np.arange(len(focus)), focus)
-    mse = float(((disparity - to_output_grid(truth, run.aligned.crop)) ** 2).mean())
+    mse = float(((disparity - to_output_grid(truth, run.crop)) ** 2).mean())
     return mse, float(np.sqrt(mse)), sec
 
 

@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 
 import dffcore
-from dffcore.data import FocalStack
-from dffcore.io import write_image
-from dffcore.metrics import depth_edges, psnr, seam_strength, to_output_grid
-from dffcore.outputs import colour_depth, side_by_side
-from dffcore.synth import render_stack
+from dffcore.core.data import FocalStack
+from dffcore.eval.metrics import depth_edges, psnr, seam_strength, to_output_grid
+from dffcore.eval.synth import render_stack
+from dffcore.io.images import write_image
+from dffcore.io.outputs import colour_depth, side_by_side
 
 CROP = (60, 120, 80, 110)  # y, x, h, w: across the disc, rectangle and background edges
 
@@ -37,8 +37,8 @@ def main() -> None:
     for name, overrides in (("select", ["composite={name: select}"]), ("best", [])):
         spec = dffcore.load_spec(dffcore.find_pipeline("best"), overrides)
         run = dffcore.run_pipeline(spec, FocalStack(s.frames))
-        truth = to_output_grid(s.all_in_focus, run.aligned.crop)
-        edges = depth_edges(to_output_grid(s.index, run.aligned.crop), radius=2)
+        truth = to_output_grid(s.all_in_focus, run.crop)
+        edges = depth_edges(to_output_grid(s.index, run.crop), radius=2)
         seams = seam_strength(run.result.all_in_focus, truth, smooth=2.0)
         images[name] = run.result.all_in_focus
         print(

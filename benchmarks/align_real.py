@@ -38,10 +38,10 @@ import cv2
 import numpy as np
 
 import dffcore
-from dffcore.convert import to_grey, to_uint8
-from dffcore.filters import gaussian
-from dffcore.io import write_image
-from dffcore.outputs import side_by_side
+from dffcore.io.images import write_image
+from dffcore.io.outputs import side_by_side
+from dffcore.ops.convert import to_grey, to_uint8
+from dffcore.ops.filters import gaussian
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data"

@@ -36,11 +36,11 @@ import cv2
 import numpy as np
 
 import dffcore
-from dffcore.components import Context
-from dffcore.registry import default_registry
-from dffcore.runner import _PeakMemory
-from dffcore.synth import render_stack
-from dffcore.warp import is_map, warp
+from dffcore.core.components import Context
+from dffcore.core.registry import default_registry
+from dffcore.eval.synth import render_stack
+from dffcore.ops.warp import is_map, warp
+from dffcore.run.engine import _PeakMemory
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_STACK = HERE.parent.parent / "shared" / "data" / "keyboard"

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import dffcore
-from dffcore.components import Context
+from dffcore.core.components import Context
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_STACK = HERE.parent.parent / "shared" / "data" / "keyboard"

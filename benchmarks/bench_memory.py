@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 import dffcore
-from dffcore.synth import render_stack
+from dffcore.eval.synth import render_stack
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "keyboard"
 SIZES = {"2MP": (1155, 1732), "12MP": (2828, 4243), "24MP": (4000, 6000)}

@@ -33,13 +33,13 @@ import cv2
 import numpy as np
 
 import dffcore
-from dffcore.components import Context
-from dffcore.data import AlignedStack, DepthResult, FocalStack, FocusVolume
-from dffcore.io import write_image
-from dffcore.metrics import depth_edges, psnr, seam_strength
-from dffcore.outputs import side_by_side
-from dffcore.registry import default_registry
-from dffcore.synth import SynthStack, render_stack
+from dffcore.core.components import Context
+from dffcore.core.data import AlignedStack, DepthResult, FocalStack, FocusVolume
+from dffcore.core.registry import default_registry
+from dffcore.eval.metrics import depth_edges, psnr, seam_strength
+from dffcore.eval.synth import SynthStack, render_stack
+from dffcore.io.images import write_image
+from dffcore.io.outputs import side_by_side
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("select", "blend", "multiband")

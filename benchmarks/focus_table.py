@@ -23,8 +23,8 @@ from dffcore_plugins.aggregate.argmax import Argmax
 from dffcore_plugins.focus import COMPONENTS
 
 import dffcore
-from dffcore.data import FocalStack
-from dffcore.synth import render_stack
+from dffcore.core.data import FocalStack
+from dffcore.eval.synth import render_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 N_FRAMES, SIZE, NOISE = 16, (240, 320), 3.0

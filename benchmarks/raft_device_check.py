@@ -23,10 +23,10 @@ def main() -> int:
     from dffcore_plugins.align.raft import RAFT
     from torchvision.models.optical_flow import raft_small
 
-    from dffcore.components import Context
-    from dffcore.data import FocalStack
-    from dffcore.synth import render_stack
-    from dffcore.warp import to_map
+    from dffcore.core.components import Context
+    from dffcore.core.data import FocalStack
+    from dffcore.eval.synth import render_stack
+    from dffcore.ops.warp import to_map
 
     if not torch.cuda.is_available():
         print("no CUDA device: nothing to compare")

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import csv
 import glob as globmod
-import hashlib
 import io as _io
 import json
 import logging
@@ -45,9 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DffError
-from .io import atomic_write_bytes, natural_key
-from .spec import PipelineSpec
+from dffcore.core.errors import DffError
+from dffcore.core.spec import PipelineSpec, spec_hash
+from dffcore.io.images import atomic_write_bytes
+from dffcore.io.stack import natural_key
 
 logger = logging.getLogger(__name__)
 
@@ -161,13 +161,6 @@ def plan(stacks: Sequence[str | Path], out: str | Path) -> list[BatchTask]:
 
 
 # -- completeness --------------------------------------------------------------
-def spec_hash(spec: PipelineSpec | dict[str, Any]) -> str:
-    """SHA-256 (16 hex digits) of the resolved spec, as ``run.json`` stores it."""
-    data = spec.to_dict() if isinstance(spec, PipelineSpec) else spec
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 def _read_record(out_dir: Path) -> dict[str, Any] | None:
     try:
         record = json.loads((out_dir / "run.json").read_text(encoding="utf-8"))
@@ -190,7 +183,7 @@ def is_complete(out_dir: str | Path, spec: PipelineSpec) -> bool:
     record = _read_record(out_dir)
     if record is None or not isinstance(record.get("spec"), dict):
         return False
-    if spec_hash(record["spec"]) != spec_hash(spec):
+    if spec_hash(record["spec"]) != spec.spec_hash():
         return False
     names = _listed_outputs(record)
     return "run.json" in names and all((out_dir / n).is_file() for n in names)
@@ -241,9 +234,9 @@ def run_one(
         stage's error) gives ``failed``; any other exception propagates, so that a Dask
         task is retried.
     """
-    from .io import read_stack
-    from .outputs import write_outputs
-    from .runner import run_pipeline
+    from dffcore.io.outputs import write_outputs
+    from dffcore.io.stack import read_stack
+    from dffcore.run.engine import run_pipeline
 
     if threads is not None:
         import cv2
@@ -331,7 +324,7 @@ def run_batch(
         One row per stack, in the order given (see :func:`run_one`); ``status`` is
         ``done``, ``skipped`` or ``failed``.
     """
-    from .outputs import prepare_output_dir
+    from dffcore.io.outputs import prepare_output_dir
 
     _check_options(executor, jobs, workers, scheduler, retries, client)
     dask = _import_dask() if executor == "dask" else None
@@ -557,7 +550,7 @@ def write_summary(
     count = totals(rows)
     about = f"pipeline `{spec_file or (spec.source if spec else '?')}`"
     if spec is not None:
-        about += f", spec hash `{spec_hash(spec)}`"
+        about += f", spec hash `{spec.spec_hash()}`"
     lines = [
         "# dff batch summary",
         "",

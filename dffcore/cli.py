@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TextIO
 
-from .errors import DffError, SpecError
+from dffcore.core.errors import DffError, SpecError
 
 logger = logging.getLogger("dffcore.cli")
 
@@ -45,6 +45,13 @@ class ProgressBar:
             self.stream.write("\n")
             self.stream.flush()
             self.label = None
+
+
+class _Formatter(logging.Formatter):
+    """``dff: warning: message``: one line per record, the level in lower case."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"dff: {record.levelname.lower()}: {record.getMessage()}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,7 +158,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
-    logging.basicConfig(level=level, format="dff: %(levelname)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    logging.basicConfig(level=level, handlers=[handler])
     try:
         return _COMMANDS[args.command](args)
     except SpecError as exc:
@@ -180,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .io import read_stack
-    from .outputs import prepare_output_dir, write_outputs
-    from .runner import run_pipeline
-    from .spec import find_pipeline, load_spec, parse_memory
+    from dffcore.core.spec import find_pipeline, load_spec, parse_memory
+    from dffcore.io.outputs import prepare_output_dir, write_outputs
+    from dffcore.io.stack import read_stack
+    from dffcore.run.engine import run_pipeline
 
     pipeline = find_pipeline(args.pipeline)
     spec = load_spec(pipeline, args.overrides)
@@ -233,7 +242,7 @@ def _summary(run, files, out) -> None:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .spec import find_pipeline, load_spec
+    from dffcore.core.spec import find_pipeline, load_spec
 
     spec = load_spec(find_pipeline(args.pipeline), args.overrides)
     stages = ", ".join(f"{s.path}={s.name}" for s in spec.stages())
@@ -242,7 +251,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from .registry import default_registry
+    from dffcore.core.registry import default_registry
 
     reg = default_registry()
     items = reg.describe(args.kind)
@@ -270,11 +279,11 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .io import read_stack
-    from .outputs import prepare_output_dir, write_outputs
-    from .runner import run_pipeline
-    from .spec import find_pipeline, load_spec
-    from .synth import render_stack, write_stack
+    from dffcore.core.spec import find_pipeline, load_spec
+    from dffcore.eval.synth import render_stack, write_stack
+    from dffcore.io.outputs import prepare_output_dir, write_outputs
+    from dffcore.io.stack import read_stack
+    from dffcore.run.engine import run_pipeline
 
     pipeline = find_pipeline(args.pipeline)
     spec = load_spec(pipeline)
@@ -291,10 +300,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     files = write_outputs(run, out / "result", spec_file=str(pipeline))
-    from .convert import to_uint8
-    from .io import write_image
-    from .metrics import to_output_grid
-    from .outputs import colour_depth, side_by_side
+    from dffcore.eval.metrics import to_output_grid
+    from dffcore.io.images import write_image
+    from dffcore.io.outputs import colour_depth, side_by_side
+    from dffcore.ops.convert import to_uint8
 
     n = stack.n
     summary = side_by_side(
@@ -302,13 +311,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             stack.frames[0],
             to_uint8(run.result.all_in_focus),
             colour_depth(run.result.index, n),
-            colour_depth(to_output_grid(synth.index, run.aligned.crop), n),
+            colour_depth(to_output_grid(synth.index, run.crop), n),
         ],
         [f"frame 0 (of {n})", "all-in-focus", f"depth ({pipeline.stem})", "ground truth"],
     )
     write_image(out / "result" / "summary.png", summary)
     files.append(out / "result" / "summary.png")
-    err = run.result.index - to_output_grid(synth.index, run.aligned.crop)
+    err = run.result.index - to_output_grid(synth.index, run.crop)
     mae, rmse = float(np.abs(err).mean()), float(np.sqrt((err**2).mean()))
     within = float((np.abs(err) <= 1).mean() * 100)
     print(
@@ -317,9 +326,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     metres = ""  # the synthetic stack's focus_distances.txt gives metric depth
     if run.result.depth is not None:
-        from .metrics import evaluate_depth
+        from dffcore.eval.metrics import evaluate_depth
 
-        truth_m = to_output_grid(synth.depth_m, run.aligned.crop)
+        truth_m = to_output_grid(synth.depth_m, run.crop)
         metres = f", depth RMSE {evaluate_depth(run.result.depth, truth_m)['rmse']:.4f} m"
     print(
         f"accuracy against ground truth: MAE {mae:.3f} slices{metres}, RMSE {rmse:.3f} slices, "
@@ -330,7 +339,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import render_stack, write_stack
+    from dffcore.eval.synth import render_stack, write_stack
 
     try:
         h, w = (int(v) for v in args.size.lower().split("x"))
@@ -355,8 +364,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_batch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .batch import collect_stacks, run_batch, totals
-    from .spec import find_pipeline, load_spec
+    from dffcore.batch import collect_stacks, run_batch, totals
+    from dffcore.core.spec import find_pipeline, load_spec
 
     pipeline = find_pipeline(args.pipeline)
     spec = load_spec(pipeline, args.overrides)  # validated once, before any work
@@ -404,7 +413,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .compare import (
+    from dffcore.eval.compare import (
         SYNTH_DEFAULTS,
         compare,
         dataset_stacks,

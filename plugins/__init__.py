@@ -7,8 +7,7 @@ module per component, and each subpackage's ``COMPONENTS`` lists its classes.
 
 from __future__ import annotations
 
-from dffcore import hookimpl
-from dffcore.registry import Registrar
+from dffcore import Registrar, hookimpl
 
 from . import aggregate, align, composite, focus, regularize
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dffcore.synth import SynthStack, render_stack, write_stack
+from dffcore.eval.synth import SynthStack, render_stack, write_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -23,6 +23,15 @@ def dff(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
     cmd = [exe, *args] if exe else [sys.executable, "-m", "dffcore.cli", *args]
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
+
+
+def stderr_lines(stderr: str) -> list[str]:
+    """The non-empty lines of ``dff``'s stderr, licence notices left out."""
+    return [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(LICENCE_LINE)]
+
+
+#: how ``dff`` starts a licence notice on stderr
+LICENCE_LINE = "dff: warning: licence: "
 
 
 def data_folder(name: str) -> Path:

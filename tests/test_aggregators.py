@@ -10,9 +10,9 @@ from dffcore_plugins.aggregate import Argmax, Gaussian, Parabolic, SoftArgmax
 from dffcore_plugins.focus.log import LoG, MultiScaleLoG
 
 import dffcore
-from dffcore.components import Aggregator, Context
-from dffcore.data import AlignedStack, DepthResult, FocalStack, FocusVolume
-from dffcore.synth import SynthStack, render_stack
+from dffcore.core.components import Aggregator, Context
+from dffcore.core.data import AlignedStack, DepthResult, FocalStack, FocusVolume
+from dffcore.eval.synth import SynthStack, render_stack
 
 from .conftest import dff
 

@@ -12,11 +12,13 @@ import pytest
 from dffcore_plugins.align.flow import FlowAligner
 
 import dffcore
-from dffcore.align import PairwiseAligner, ecc_pair, largest_valid_rectangle
-from dffcore.components import Context
-from dffcore.data import FocalStack
-from dffcore.synth import SynthStack, render_stack
-from dffcore.warp import compose, flow_to_map, grid, to_map
+from dffcore.align.apply import largest_valid_rectangle
+from dffcore.align.ecc import ecc_pair
+from dffcore.align.pairwise import PairwiseAligner
+from dffcore.core.components import Context
+from dffcore.core.data import FocalStack
+from dffcore.eval.synth import SynthStack, render_stack
+from dffcore.ops.warp import compose, flow_to_map, grid, to_map
 
 from .conftest import dff
 
@@ -68,11 +70,11 @@ def moved() -> tuple[SynthStack, FocalStack, list[np.ndarray], np.ndarray]:
 def test_aligners_recover_known_motion(moved: tuple, name: str, params: dict[str, Any]) -> None:
     synth, stack, truth, textured = moved
     spec = dffcore.load_spec({"align": {"name": name, "params": {"reference": 0, **params}}})
-    run = dffcore.run_pipeline(spec, stack)
+    run = dffcore.run_pipeline(spec, stack, intermediates=True)
     errors = np.concatenate(
         [
             np.linalg.norm(
-                to_map(run.aligned.transforms[i], SHAPE) - to_map(truth[i], SHAPE), axis=2
+                to_map(run.alignment.transforms[i], SHAPE) - to_map(truth[i], SHAPE), axis=2
             )[textured]
             for i in range(1, stack.n)
         ]
@@ -89,7 +91,7 @@ def test_aligners_recover_known_motion(moved: tuple, name: str, params: dict[str
 
 def test_pixels_outside_a_frame_are_invalid_and_unreliable(moved: tuple) -> None:
     _, stack, _, _ = moved
-    run = dffcore.run_pipeline(dffcore.load_spec({"align": "ecc"}), stack)
+    run = dffcore.run_pipeline(dffcore.load_spec({"align": "ecc"}), stack, intermediates=True)
     valid = run.aligned.valid
     assert valid is not None and valid[0].all()
     assert not valid[-1].all() and valid[-1][100:140, 140:180].all()
@@ -106,9 +108,11 @@ def test_pixels_outside_a_frame_are_invalid_and_unreliable(moved: tuple) -> None
 def test_crop_to_the_region_valid_in_every_frame(moved: tuple, tmp_path: Path) -> None:
     _, stack, _, _ = moved
     run = dffcore.run_pipeline(
-        dffcore.load_spec({"align": {"name": "ecc", "params": {"crop": True}}}), stack
+        dffcore.load_spec({"align": {"name": "ecc", "params": {"crop": True}}}),
+        stack,
+        intermediates=True,
     )
-    x, y, w, h = run.aligned.crop
+    x, y, w, h = run.crop
     assert run.aligned.valid is None and run.result.index.shape == (h, w)
     assert 0 < w < SHAPE[1] and 0 < h < SHAPE[0] and x > 0 and y > 0
     dffcore.write_outputs(run, tmp_path)
@@ -129,8 +133,10 @@ def test_exposure_drift_is_fitted_per_frame(synth: SynthStack) -> None:
     gains = np.linspace(1.0, 0.8, synth.frames.shape[0])
     drifted = np.clip(frames * gains[:, None, None, None] + 10, 0, 255).astype(np.uint8)
     spec = dffcore.load_spec({"align": {"name": "none", "params": {"photometric": "gain-offset"}}})
-    run = dffcore.run_pipeline(spec, FocalStack(drifted))
-    fitted = [d["exposure"]["gain"] for d in run.aligned.diagnostics[1:]]
+    run = dffcore.run_pipeline(spec, FocalStack(drifted), intermediates=True)
+    fitted = [gain for gain, _ in run.alignment.exposure[1:]]
+    assert run.alignment.exposure[0] is None  # the reference
+    assert run.alignment.frame_records()[1]["exposure"]["gain"] == round(fitted[0], 5)
     # the fit maps frame i back onto frame 0: gain ≈ 1 / gains[i]
     np.testing.assert_allclose(fitted, 1 / gains[1:], rtol=0.03)
     means = run.aligned.frames.reshape(len(gains), -1).mean(axis=1)

@@ -11,11 +11,11 @@ import yaml
 from dffcore_plugins.align.external_flow import ExternalFlow, read_flo
 
 import dffcore
-from dffcore.components import Context
-from dffcore.data import FocalStack
-from dffcore.errors import DffError
-from dffcore.synth import SynthStack, render_stack
-from dffcore.warp import grid, to_map
+from dffcore.core.components import Context
+from dffcore.core.data import FocalStack
+from dffcore.core.errors import DffError
+from dffcore.eval.synth import SynthStack, render_stack
+from dffcore.ops.warp import grid, to_map
 
 from .conftest import dff
 
@@ -191,7 +191,7 @@ def test_pipeline_through_load_spec(scene, tmp_path: Path) -> None:
     )
     run = dffcore.run_pipeline(spec, stack, jobs=2)
     assert spec.align.params.model_dump(mode="json")["folder"] == str(folder)
-    x, y, w, h = run.aligned.crop
+    x, y, w, h = run.crop
     assert w >= SHAPE[1] - 6 and h >= SHAPE[0] - 6  # shifts of at most 2.4 px each way
     truth = synth.index[y : y + h, x : x + w]
     assert np.median(np.abs(run.result.index - truth)) < 1.0

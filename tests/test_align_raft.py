@@ -17,10 +17,10 @@ import pytest
 import yaml
 from dffcore_plugins.align.raft import RAFT, cached_weights
 
-from dffcore.components import Context
-from dffcore.data import FocalStack
-from dffcore.errors import DffError
-from dffcore.synth import render_stack
+from dffcore.core.components import Context
+from dffcore.core.data import FocalStack
+from dffcore.core.errors import DffError
+from dffcore.eval.synth import render_stack
 
 from .conftest import dff
 

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dffcore import batch
 from dffcore.batch import collect_stacks, is_complete, run_batch, run_one, unique_names
-from dffcore.errors import DffError
-from dffcore.io import read_image
-from dffcore.spec import load_spec
-from dffcore.synth import render_stack, write_stack
+from dffcore.core.errors import DffError
+from dffcore.core.spec import load_spec, spec_hash
+from dffcore.eval.synth import render_stack, write_stack
+from dffcore.io.images import read_image
 
 from .conftest import dff
 
@@ -133,9 +132,9 @@ class KillWhileWriting(WorkerPlugin):
         self.target, self.marker = target, marker
 
     def setup(self, worker) -> None:
-        import dffcore.outputs
+        import dffcore.io.outputs
 
-        original = dffcore.outputs.write_image
+        original = dffcore.io.outputs.write_image
         target, marker = self.target, self.marker
 
         def write_image(path, image):
@@ -151,7 +150,7 @@ class KillWhileWriting(WorkerPlugin):
                     os.kill(os.getpid(), signal.SIGKILL)
             original(path, image)
 
-        dffcore.outputs.write_image = write_image
+        dffcore.io.outputs.write_image = write_image
 
     def teardown(self, worker) -> None:
         pass
@@ -166,9 +165,12 @@ def test_dask_survives_a_worker_killed_mid_write(root: Path, sequential: Path) -
     out = root / "out_killed"
     spec = load_spec(root / "cheap.yaml")
     stacks = collect_stacks([str(root / "stacks" / "*")])
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         client.register_plugin(KillWhileWriting("s05", str(marker)))
         rows = run_batch(spec, stacks, out, executor="dask", client=client)
     assert marker.is_file(), "the plugin never killed a worker"
@@ -345,7 +347,7 @@ def test_run_one_replaces_a_half_written_folder(root: Path, tmp_path: Path) -> N
     assert files(out) == OUTPUTS | {"notes.txt"}
     assert is_complete(out, spec)
     record = json.loads((out / "run.json").read_text())
-    assert batch.spec_hash(record["spec"]) == batch.spec_hash(spec)
+    assert spec_hash(record["spec"]) == spec.spec_hash()
     assert sorted(record["outputs"]) == sorted(OUTPUTS)
 
     (out / "confidence.png").unlink()  # a listed output missing: not complete

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from .conftest import PIPELINES, dff
+from .conftest import PIPELINES, dff, stderr_lines
 
 CLASSIC = str(PIPELINES / "classic.yaml")
 
@@ -25,7 +25,7 @@ def _frames(folder: Path, n: int = 3, size: tuple[int, int] = (40, 50)) -> Path:
 def _one_line_error(proc, *needles: str) -> str:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    lines = stderr_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image  # a dependency of matplotlib
 
-from dffcore import compare as cmp
 from dffcore import hookimpl
-from dffcore.components import Aggregator, Params
-from dffcore.errors import DffError, SpecError
-from dffcore.io import read_image, write_image
-from dffcore.registry import Registry
-from dffcore.spec import load_spec
-from dffcore.synth import SCENES, render_stack, write_stack
+from dffcore.core.components import Aggregator, Params
+from dffcore.core.errors import DffError, SpecError
+from dffcore.core.registry import Registry
+from dffcore.core.spec import load_spec
+from dffcore.eval import compare as cmp
+from dffcore.eval.synth import SCENES, render_stack, write_stack
+from dffcore.io.images import read_image, write_image
 
 from .conftest import data_folder, dff
 

@@ -10,11 +10,11 @@ from dffcore_plugins.align.homography import Homography
 from dffcore_plugins.focus.log import LoG
 from dffcore_plugins.regularize.weighted_median import CLASSIC_WEIGHTS, weighted_median
 
-from dffcore.components import Context
-from dffcore.data import AlignedStack, DepthResult, FocalStack, FocusVolume
-from dffcore.errors import DffError
-from dffcore.filters import gaussian
-from dffcore.synth import render_stack
+from dffcore.core.components import Context
+from dffcore.core.data import AlignedStack, DepthResult, FocalStack, FocusVolume
+from dffcore.core.errors import DffError
+from dffcore.eval.synth import render_stack
+from dffcore.ops.filters import gaussian
 
 
 def test_log_of_a_point_is_the_laplacian_kernel() -> None:

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import dffcore
-from dffcore.components import Context
-from dffcore.data import AlignedStack, DepthResult, FocalStack, FocusVolume
-from dffcore.metrics import depth_edges, psnr, seam_strength
-from dffcore.registry import default_registry
-from dffcore.synth import SynthStack, render_stack
+from dffcore.core.components import Context
+from dffcore.core.data import AlignedStack, DepthResult, FocalStack, FocusVolume
+from dffcore.core.registry import default_registry
+from dffcore.eval.metrics import depth_edges, psnr, seam_strength
+from dffcore.eval.synth import SynthStack, render_stack
 
 from .conftest import dff
 
@@ -56,7 +56,7 @@ def _pipeline(scene: str, noise: float, name: str, flicker: bool = False) -> dff
     if flicker:
         frames = _flickered(frames)
     spec = dffcore.load_spec({"aggregate": "argmax", "composite": {"name": name}})
-    return dffcore.run_pipeline(spec, FocalStack(frames), jobs=1)  # keeps run.volume
+    return dffcore.run_pipeline(spec, FocalStack(frames), intermediates=True)
 
 
 CASES = [("default", 0.0), ("planes", 0.0), ("default", 2.0), ("planes", 2.0)]
@@ -275,8 +275,8 @@ def test_plugins_lists_the_compositors() -> None:
 def test_select_never_reads_a_frame_without_data() -> None:
     from dffcore_plugins.composite.select import Select
 
-    from dffcore.components import Context
-    from dffcore.data import AlignedStack, DepthResult, FocusVolume
+    from dffcore.core.components import Context
+    from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
 
     frames = np.stack([np.full((4, 5, 1), 10 * i, np.uint8) for i in range(4)])
     valid = np.ones((4, 4, 5), bool)

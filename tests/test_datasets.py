@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dffcore.datasets import KINDS, Dataset, fractional_index, open_dataset, read_exr_channel
-from dffcore.errors import DffError
-from dffcore.io import write_image, write_npy
-from dffcore.synth import render_stack, write_stack
+from dffcore.core.errors import DffError
+from dffcore.eval.datasets import KINDS, Dataset, fractional_index, open_dataset, read_exr_channel
+from dffcore.eval.synth import render_stack, write_stack
+from dffcore.io.images import write_image, write_npy
 
 from .conftest import data_folder
 

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from dffcore.errors import DffError
-from dffcore.filters import nearest_valid, wls_smoother
+from dffcore.core.errors import DffError
+from dffcore.ops.filters import nearest_valid, wls_smoother
 
 
 def _two_regions(h: int = 40, w: int = 60) -> np.ndarray:

@@ -16,7 +16,7 @@ from scipy.fft import dctn
 from skimage import data as skdata
 
 from dffcore import load_spec, read_stack, run_pipeline
-from dffcore.synth import SynthStack
+from dffcore.eval.synth import SynthStack
 
 from .conftest import dff
 

@@ -22,12 +22,12 @@ from dffcore_plugins.regularize.graphcut import (
 )
 
 import dffcore
-from dffcore.components import Context
-from dffcore.data import AlignedStack, DepthResult, FocusVolume
-from dffcore.errors import DffError
-from dffcore.synth import SynthStack
+from dffcore.core.components import Context
+from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.core.errors import DffError
+from dffcore.eval.synth import SynthStack
 
-from .conftest import dff
+from .conftest import dff, stderr_lines
 
 
 def _aligned(n: int, h: int, w: int) -> AlignedStack:
@@ -221,7 +221,7 @@ def test_cli_reports_a_bad_graphcut_in_one_line(
     args = [a for o in overrides for a in ("--set", f"regularize[0].params.{o}")]
     spec = _tiny_pipeline(tmp_path)
     proc = dff("run", spec, str(synth_dir), "-o", str(tmp_path / "o"), *args)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    lines = stderr_lines(proc.stderr)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(lines) == 1, proc.stderr
     for needle in ("regularize[0] (graphcut)", *needles):

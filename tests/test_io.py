@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from dffcore.errors import DffError
-from dffcore.io import atomic_write_bytes, natural_key, read_image, read_stack, write_image
+from dffcore.core.errors import DffError
+from dffcore.io.images import atomic_write_bytes, read_image, write_image
+from dffcore.io.stack import natural_key, read_stack
 
 
 def test_natural_sort_puts_2_before_10(tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_write_image_is_atomic_and_leaves_no_temporaries(
     def crash(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("dffcore.io.os.replace", crash)
+    monkeypatch.setattr("dffcore.io.images.os.replace", crash)
     with pytest.raises(OSError):
         write_image(target, np.full((4, 4, 3), 7, np.uint8))
     assert target.read_bytes() == b"old"  # a crash mid-write leaves the old file intact

@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 
 import dffcore
-from dffcore.errors import DffError
-from dffcore.io import exif_focus_distance, read_exif_numbers, read_image, read_stack
-from dffcore.metrics import evaluate_depth
-from dffcore.outputs import depth_metres_png, png_add_text
-from dffcore.pointcloud import (
+from dffcore.core.errors import DffError
+from dffcore.eval.metrics import evaluate_depth
+from dffcore.eval.synth import SynthStack
+from dffcore.io.exif import exif_focus_distance, read_exif_numbers
+from dffcore.io.images import read_image, write_png_text
+from dffcore.io.outputs import depth_metres_png
+from dffcore.io.pointcloud import (
     depth_to_points,
     intrinsics_from_35mm,
     intrinsics_from_fov,
@@ -26,8 +28,8 @@ from dffcore.pointcloud import (
     stack_intrinsics,
     write_ply,
 )
-from dffcore.runner import index_to_depth
-from dffcore.synth import SynthStack
+from dffcore.io.stack import read_stack
+from dffcore.ops.depth import index_to_depth
 
 from .conftest import dff
 
@@ -201,12 +203,15 @@ def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-def test_png_add_text_inserts_a_valid_chunk_after_ihdr() -> None:
+def test_png_text_chunks_are_valid_and_keep_16_bits(tmp_path: Path) -> None:
     img = np.array([[0, 1000], [65535, 7]], np.uint16)
-    png = png_add_text(cv2.imencode(".png", img)[1].tobytes(), "k", "v w")
-    chunk = b"\x00\x00\x00\x05" + b"tEXtk\x00v w" + struct.pack(">I", zlib.crc32(b"tEXtk\x00v w"))
-    assert png[33 : 33 + len(chunk)] == chunk  # signature 8 + IHDR 25 bytes
-    assert [k for k, _ in png_chunks(png)][:2] == [b"IHDR", b"tEXt"]
+    write_png_text(tmp_path / "t.png", img, {"k": "v w", "dffcore:scale": "1 unit = 1 mm"})
+    png = (tmp_path / "t.png").read_bytes()
+    chunks = png_chunks(png)  # every CRC checked
+    assert chunks[0][0] == b"IHDR"
+    assert (b"tEXt", b"k\x00v w") in chunks
+    assert (b"tEXt", b"dffcore:scale\x001 unit = 1 mm") in chunks
+    assert chunks.index((b"tEXt", b"k\x00v w")) < [k for k, _ in chunks].index(b"IDAT")
     decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
     assert decoded.dtype == np.uint16 and decoded.tolist() == img.tolist()
 
@@ -225,7 +230,7 @@ def test_depth_pngs_state_their_scale(ply_run: Path) -> None:
     conf = np.load(ply_run / "confidence.npy")
     data = (ply_run / "depth_metres.png").read_bytes()
     chunks = png_chunks(data)
-    assert chunks[1] == (b"tEXt", b"dffcore:scale\x001 unit = 1 mm")
+    assert (b"tEXt", b"dffcore:scale\x001 unit = 1 mm") in chunks
     mm = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     assert mm.dtype == np.uint16 and mm.shape == depth.shape
     expected = np.where(conf > 0, np.rint(depth.astype(np.float64) * 1000), 0)
@@ -238,7 +243,7 @@ def test_depth_pngs_state_their_scale(ply_run: Path) -> None:
     assert record["depth_metres_png"] == "uint16 millimetres, 0 = unknown"
     assert {"depth_metres.png", "points.ply"} <= set(record["outputs"])
     png = (ply_run / "depth.png").read_bytes()
-    assert png_chunks(png)[1] == (b"tEXt", b"dffcore:scale\x00" + record["depth_png"].encode())
+    assert (b"tEXt", b"dffcore:scale\x00" + record["depth_png"].encode()) in png_chunks(png)
     index = np.load(ply_run / "depth_index.npy")
     decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(decoded, np.rint(index.astype(np.float64) * 65535 / 7))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import skimage.filters as skf
 
-from dffcore import metrics
-from dffcore.metrics import (
+from dffcore.eval import metrics
+from dffcore.eval.metrics import (
     METRIC_INFO,
     abs_rel,
     bad_pixel_rate,
@@ -47,8 +47,7 @@ def test_slice_metrics_by_hand() -> None:
 
 def test_evaluate_index_by_hand() -> None:
     got = evaluate_index(PRED_I, TRUTH_I)
-    want = {"mae": 1.0, "rmse": math.sqrt(11.5 / 6), "bad_0.5": 0.5, "bad_1": 1 / 3,
-            "bad_2": 1 / 6}
+    want = {"mae": 1.0, "rmse": math.sqrt(11.5 / 6), "bad_0.5": 0.5, "bad_1": 1 / 3, "bad_2": 1 / 6}
     assert got.keys() == want.keys()
     for key, value in want.items():
         assert got[key] == pytest.approx(value), key
@@ -116,15 +115,25 @@ def test_depth_metrics_by_hand() -> None:
 
 def test_evaluate_depth_by_hand() -> None:
     got = evaluate_depth(PRED_D, TRUTH_D)
-    assert list(got) == ["mse", "rmse", "log_rmse", "abs_rel", "sq_rel", "delta_1.25",
-                         "delta_1.25^2", "delta_1.25^3", "bump"]
+    assert list(got) == [
+        "mse",
+        "rmse",
+        "log_rmse",
+        "abs_rel",
+        "sq_rel",
+        "delta_1.25",
+        "delta_1.25^2",
+        "delta_1.25^3",
+        "bump",
+    ]
     assert got["mse"] == pytest.approx(0.45)  # the t = 0 pixel (error 6) is left out
     assert got["rmse"] == pytest.approx(math.sqrt(0.45))
     assert got["log_rmse"] == pytest.approx(LOG_RMSE_D)
     assert got["abs_rel"] == pytest.approx(0.34)
     assert got["sq_rel"] == pytest.approx(0.29)
     assert (got["delta_1.25"], got["delta_1.25^2"], got["delta_1.25^3"]) == pytest.approx(
-        (0.4, 0.6, 0.6))
+        (0.4, 0.6, 0.6)
+    )
     truth = TRUTH_D.copy()
     truth[0, 1] = np.nan  # drops err 1: mse (0 + 1 + 0.25 + 0) / 4
     assert evaluate_depth(PRED_D, truth)["mse"] == pytest.approx(1.25 / 4)
@@ -180,8 +189,12 @@ def test_bumpiness_matches_the_hci_scharr_formulation() -> None:
     pred = truth + rng.normal(0, 0.01, (H, W))
     diff = pred - truth
     dx, dy = skf.scharr_v(diff), skf.scharr_h(diff)
-    norm = np.sqrt(skf.scharr_v(dx) ** 2 + skf.scharr_h(dx) ** 2 + skf.scharr_h(dy) ** 2
-                   + skf.scharr_v(dy) ** 2)
+    norm = np.sqrt(
+        skf.scharr_v(dx) ** 2
+        + skf.scharr_h(dx) ** 2
+        + skf.scharr_h(dy) ** 2
+        + skf.scharr_v(dy) ** 2
+    )
     clipped = np.clip(norm, 0, 0.05)
     assert 0 < (norm > 0.05).mean() < 1  # some pixels clipped, some not
     assert bumpiness(pred, truth, INNER) == pytest.approx(100 * clipped[INNER].mean())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from dffcore.parallel import ordered_map
+from dffcore.ops.parallel import ordered_map
 
 
 def test_results_in_order_and_never_far_ahead_of_the_consumer() -> None:

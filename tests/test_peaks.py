@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dffcore.peaks import refine_index, subframe_offset
+from dffcore.ops.peaks import refine_index, subframe_offset
 
 
 def test_parabola_through_three_points() -> None:

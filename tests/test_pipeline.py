@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dffcore
-from dffcore.synth import SynthStack
+from dffcore.eval.synth import SynthStack
 
 from .conftest import PIPELINES, data_folder, dff
 

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from dffcore import hookimpl, load_spec, read_stack, run_pipeline
-from dffcore.components import FocusMeasure
-from dffcore.errors import DffError
-from dffcore.registry import Registry, Source
+from dffcore.core.components import FocusMeasure
+from dffcore.core.errors import DffError
+from dffcore.core.registry import Registry, Source
 
 from .conftest import ROOT
 
@@ -190,7 +190,7 @@ def test_plugin_autoload_can_be_disabled(plugin_env: dict[str, str], tmp_path: P
 
 def test_listing_does_not_import_heavy_modules() -> None:
     code = (
-        "import sys, dffcore.registry as r; r.default_registry();"
+        "import sys, dffcore.core.registry as r; r.default_registry();"
         "print(sorted(m for m in ('torch','gco','maxflow','torchvision') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

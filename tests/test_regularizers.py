@@ -19,10 +19,10 @@ from dffcore_plugins.regularize.weighted_median import (
 )
 
 import dffcore
-from dffcore.components import Context
-from dffcore.data import AlignedStack, DepthResult, FocusVolume
-from dffcore.filters import take_frames
-from dffcore.synth import render_stack
+from dffcore.core.components import Context
+from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.eval.synth import render_stack
+from dffcore.ops.filters import take_frames
 
 from .conftest import dff
 

@@ -8,9 +8,9 @@ import numpy as np
 from dffcore_plugins.aggregate.sgm import SGM, sgm_aggregate
 
 import dffcore
-from dffcore.components import Context
-from dffcore.data import AlignedStack, FocusVolume
-from dffcore.synth import render_stack
+from dffcore.core.components import Context
+from dffcore.core.data import AlignedStack, FocusVolume
+from dffcore.eval.synth import render_stack
 
 
 def test_one_scanline_path_cost_matches_brute_force() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dffcore.errors import DffError, SpecError
-from dffcore.spec import apply_override, builtin_pipelines, find_pipeline, load_spec
+from dffcore.core.errors import DffError, SpecError
+from dffcore.core.spec import apply_override, builtin_pipelines, find_pipeline, load_spec
 
 from .conftest import PIPELINES, dff
 

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from dffcore.errors import DffError
-from dffcore.synth import SCENES, SynthStack, ThinLensCamera, render_stack, write_stack
-from dffcore.warp import valid_mask, warp
+from dffcore.core.errors import DffError
+from dffcore.eval.synth import SCENES, SynthStack, ThinLensCamera, render_stack, write_stack
+from dffcore.ops.warp import valid_mask, warp
 
 SMALL = (96, 128)
 

@@ -20,12 +20,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from dffcore.components import Aggregator, Context, Params
-from dffcore.convert import to_float32, to_grey
-from dffcore.data import AlignedStack, FocusVolume
-from dffcore.filters import gaussian, guided_filter, mean_edge, take_frames, wls_smoother
-from dffcore.parallel import ordered_map
-from dffcore.peaks import Scan, masked_slices, scan_slices
+from dffcore.core.components import Aggregator, Context, Params
+from dffcore.core.data import AlignedStack, FocusVolume
+from dffcore.ops.convert import to_float32, to_grey
+from dffcore.ops.filters import gaussian, guided_filter, mean_edge, take_frames, wls_smoother
+from dffcore.ops.parallel import ordered_map
+from dffcore.ops.peaks import Scan, masked_slices, scan_slices
 
 Confidence = Literal["prominence", "ratio", "curvature"]
 HE = "He, Sun & Tang, Guided image filtering, ECCV 2010 (IEEE TPAMI 35(6), 2013)"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from dffcore.components import Context, Params
-from dffcore.data import AlignedStack, DepthResult, FocusVolume
-from dffcore.filters import take_frames
+from dffcore.core.components import Context, Params
+from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.ops.filters import take_frames
 
 from ._common import SliceAggregator, prominence
 

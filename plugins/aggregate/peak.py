@@ -7,9 +7,9 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from dffcore.components import Context
-from dffcore.data import AlignedStack, DepthResult, FocusVolume
-from dffcore.peaks import SubFrame, masked_slices, refine_index, scan_slices
+from dffcore.core.components import Context
+from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.ops.peaks import SubFrame, masked_slices, refine_index, scan_slices
 
 from ._common import (
     HE,

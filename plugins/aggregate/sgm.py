@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from dffcore.peaks import refine_index
+from dffcore.ops.peaks import refine_index
 
 from ._common import CurveParams, Scan
 from .peak import PeakAggregator

@@ -7,9 +7,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from dffcore.align import AlignParams, PairwiseAligner, ecc_pair, pyramid
-from dffcore.convert import to_grey
-from dffcore.data import FocalStack
+from dffcore.align.ecc import ecc_pair, pyramid
+from dffcore.align.pairwise import AlignParams, PairwiseAligner
+from dffcore.core.data import FocalStack
+from dffcore.ops.convert import to_grey
 
 
 class ECCParams(AlignParams):

@@ -24,11 +24,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from dffcore.align import AlignParams, PairwiseAligner, finish
-from dffcore.components import Context, resolve_reference
-from dffcore.data import AlignedStack, FocalStack
-from dffcore.errors import DffError
-from dffcore.warp import flow_to_map, grid
+from dffcore.align.apply import apply_alignment
+from dffcore.align.pairwise import AlignParams, PairwiseAligner, alignment_of, progress_ticks
+from dffcore.core.components import Context, resolve_reference
+from dffcore.core.data import AlignedStack, FocalStack
+from dffcore.core.errors import DffError
+from dffcore.ops.warp import flow_to_map, grid
 
 DEFAULT_PATTERNS = {"pairs": "flow_{a:03d}_{b:03d}.npy", "to-reference": "flow_{i:03d}.npy"}
 _FLO_MAGIC = 202021.25  # "PIEH" read as a little-endian float32
@@ -146,14 +147,10 @@ class ExternalFlow(PairwiseAligner):
         diagnostics: list[dict[str, Any]] = [
             {"reference": True} if i == ref else {} for i in range(n)
         ]
-        done = [0]
-
-        def tick() -> None:
-            done[0] += 1
-            ctx.progress(done[0], 2 * n - 1)
-
+        tick = progress_ticks(ctx, 2 * n - 1)
         for i in range(n):
             if i != ref:
                 transforms[i], diagnostics[i] = self._read(stack.shape, ref, ref, i)
                 tick()
-        return finish(stack, ref, transforms, diagnostics, p, tick, ctx.jobs)
+        alignment = alignment_of(p, ref, transforms, diagnostics, stack.shape)
+        return apply_alignment(stack, alignment, jobs=ctx.jobs, tick=tick)

@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from dffcore.align import AlignParams, PairwiseAligner, ecc_pair
-from dffcore.components import Reference
-from dffcore.convert import to_uint8
-from dffcore.warp import compose, flow_to_map, warp
+from dffcore.align.ecc import ecc_pair
+from dffcore.align.pairwise import AlignParams, PairwiseAligner
+from dffcore.core.components import Reference
+from dffcore.ops.convert import to_uint8
+from dffcore.ops.warp import compose, flow_to_map, warp
 
 
 class FlowParams(AlignParams):

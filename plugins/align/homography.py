@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from dffcore.align import AlignParams, PairwiseAligner, ecc_pair
-from dffcore.convert import to_grey, to_uint8
-from dffcore.data import FocalStack
+from dffcore.align.ecc import ecc_pair
+from dffcore.align.pairwise import AlignParams, PairwiseAligner
+from dffcore.core.data import FocalStack
+from dffcore.ops.convert import to_grey, to_uint8
 
 logger = logging.getLogger(__name__)
 

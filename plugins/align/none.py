@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from dffcore.align import normalise_exposure
-from dffcore.components import Aligner, Context, Params
-from dffcore.data import AlignedStack, FocalStack
+from dffcore.align.apply import apply_alignment
+from dffcore.core.components import Aligner, Context, Params
+from dffcore.core.data import AlignedStack, Alignment, FocalStack, Photometric
 
 
 class NoAlignParams(Params):
-    photometric: Literal["none", "gain", "gain-offset"] = Field(
+    photometric: Photometric = Field(
         "none", description="fit each frame's exposure to the first frame"
     )
 
@@ -24,14 +22,5 @@ class NoAlign(Aligner):
     Params = NoAlignParams
 
     def __call__(self, stack: FocalStack, ctx: Context) -> AlignedStack:
-        diagnostics: list[dict] = [{} for _ in range(stack.n)]
-        frames = stack.frames
-        if self.params.photometric != "none":
-            frames = normalise_exposure(
-                frames,
-                0,
-                None,
-                diagnostics=diagnostics,
-                offset=self.params.photometric == "gain-offset",
-            )
-        return AlignedStack(frames, 0, None, [None] * stack.n, diagnostics, stack)
+        identity = Alignment(0, [None] * stack.n, stack.shape, photometric=self.params.photometric)
+        return apply_alignment(stack, identity, jobs=ctx.jobs)

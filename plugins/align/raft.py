@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from dffcore.components import Params
-from dffcore.data import FocalStack
-from dffcore.errors import DffError
+from dffcore.core.components import Params
+from dffcore.core.data import FocalStack
+from dffcore.core.errors import DffError
 
 from .flow import FlowAligner, FlowParams
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dffcore.components import Compositor, Context, Params
-from dffcore.convert import like, to_float32
-from dffcore.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.core.components import Compositor, Context, Params
+from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.ops.convert import like, to_float32
 
 
 class Blend(Compositor):

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from dffcore.components import Compositor, Context, Params
-from dffcore.convert import like, to_float32
-from dffcore.data import AlignedStack, DepthResult, FocusVolume
-from dffcore.peaks import masked_slices, scan_slices
+from dffcore.core.components import Compositor, Context, Params
+from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.ops.convert import like, to_float32
+from dffcore.ops.peaks import masked_slices, scan_slices
 
 from .blend import blend_frames
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dffcore.components import Compositor, Context, Params
-from dffcore.data import AlignedStack, DepthResult, FocusVolume
-from dffcore.filters import take_frames
+from dffcore.core.components import Compositor, Context, Params
+from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.ops.filters import take_frames
 
 
 class Select(Compositor):

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 from pydantic import Field, field_validator
 
-from dffcore.components import FocusMeasure, Params
-from dffcore.convert import to_float32, to_grey
-from dffcore.filters import gaussian
+from dffcore.core.components import FocusMeasure, Params
+from dffcore.ops.convert import to_float32, to_grey
+from dffcore.ops.filters import gaussian
 
 BORDER = cv2.BORDER_REFLECT
 #: floor of the denominators of ratio measures (a quarter of an 8-bit grey level)

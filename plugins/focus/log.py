@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 from pydantic import Field, field_validator
 
-from dffcore.components import FocusMeasure, Params
-from dffcore.convert import to_grey
-from dffcore.filters import gaussian
+from dffcore.core.components import FocusMeasure, Params
+from dffcore.ops.convert import to_grey
+from dffcore.ops.filters import gaussian
 
 
 class LoGParams(Params):

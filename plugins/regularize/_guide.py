@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dffcore.convert import to_grey
-from dffcore.data import AlignedStack, DepthResult
-from dffcore.filters import take_frames
+from dffcore.core.data import AlignedStack, DepthResult
+from dffcore.ops.convert import to_grey
+from dffcore.ops.filters import take_frames
 
 
 def guide_image(result: DepthResult, aligned: AlignedStack) -> np.ndarray:

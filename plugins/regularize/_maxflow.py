@@ -179,7 +179,7 @@ def solve_maxflow(
     try:
         import maxflow  # noqa: F401
     except ImportError as exc:  # pragma: no cover - PyMaxflow is a dependency
-        from dffcore.errors import DffError
+        from dffcore.core.errors import DffError
 
         raise DffError(
             f"graphcut solver maxflow needs PyMaxflow (pip install PyMaxflow): {exc}"

@@ -20,12 +20,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from dffcore.components import Context, Params, Regularizer
-from dffcore.convert import to_grey
-from dffcore.data import AlignedStack, DepthResult, FocusVolume
-from dffcore.errors import DffError
-from dffcore.filters import gaussian, take_frames
-from dffcore.peaks import SubFrame, refine_index
+from dffcore.core.components import Context, Params, Regularizer
+from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.core.errors import DffError
+from dffcore.ops.convert import to_grey
+from dffcore.ops.filters import gaussian, take_frames
+from dffcore.ops.peaks import SubFrame, refine_index
 
 from ._maxflow import Weights, grid_energy, solve_maxflow
 
@@ -57,6 +57,12 @@ MAXFLOW_MAX_TERM = (2**31 - 1) // 16
 #: both solvers sum energies in 64 bits; keep a margin
 MAX_TOTAL = 2**62
 TERM_LIMITS = {"gco": GCO_MAX_TERM, "maxflow": MAXFLOW_MAX_TERM}
+#: what a user must know about the solver's licence (printed once per run, in run.json)
+LICENCE_NOTICES = {
+    "gco": "graphcut runs gco (the GCO C++ library in gco-wrapper): research use only, "
+    "no commercial use; solver: maxflow avoids it",
+    "maxflow": "graphcut runs PyMaxflow: GPL-3.0",
+}
 
 Solver = Literal["gco", "maxflow"]
 Algorithm = Literal["expansion", "swap"]
@@ -160,6 +166,9 @@ class GraphCut(Regularizer):
         "solver gco: the GCO C++ code inside gco-wrapper is for research use only; "
         "solver maxflow: PyMaxflow is GPL-3.0"
     )
+
+    def notices(self) -> list[str]:
+        return [LICENCE_NOTICES[self.params.solver]]
 
     def __call__(
         self, result: DepthResult, volume: FocusVolume, aligned: AlignedStack, ctx: Context

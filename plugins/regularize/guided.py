@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from dffcore.components import Context, Params, Regularizer
-from dffcore.data import AlignedStack, DepthResult, FocusVolume
-from dffcore.filters import box_mean, guided_filter
+from dffcore.core.components import Context, Params, Regularizer
+from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.ops.filters import box_mean, guided_filter
 
 from ._guide import guide_image
 

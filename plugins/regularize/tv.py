@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from dffcore.components import Context, Params, Regularizer
-from dffcore.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.core.components import Context, Params, Regularizer
+from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
 
 from ._guide import guide_image
 

@@ -36,7 +36,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .data import AlignedStack, DepthResult, FocalStack, FocusVolume
+from dffcore.core.data import AlignedStack, DepthResult, FocalStack, FocusVolume
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def resolve_reference(reference: str | int, n: int) -> int:
     if reference == "last":
         return n - 1
     if not isinstance(reference, int) or not 0 <= reference < n:
-        from .errors import DffError
+        from dffcore.core.errors import DffError
 
         raise DffError(f"reference frame {reference} does not exist: the stack has {n} frames")
     return reference
@@ -85,7 +85,6 @@ class Context:
 
     progress: Callable[[int, int], None] = lambda done, total: None
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
-    stage: str = ""
 
 
 class Component:
@@ -115,6 +114,11 @@ class Component:
         banded result is close to, not equal to, the whole-image one.
         """
         return None
+
+    def notices(self) -> list[str]:
+        """Licence notices of third-party code this configured component runs, shown once
+        per run when it first runs and recorded in ``run.json`` (default: none)."""
+        return []
 
     @classmethod
     def summary(cls) -> str:

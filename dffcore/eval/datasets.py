@@ -37,9 +37,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import io
-from .data import FocalStack
-from .errors import DffError, did_you_mean
+from dffcore.core.data import FocalStack
+from dffcore.core.errors import DffError, did_you_mean
+from dffcore.io.images import IMAGE_EXTENSIONS, read_image
+from dffcore.io.stack import natural_key, read_focus_distances, read_stack
 
 logger = logging.getLogger(__name__)
 
@@ -234,15 +235,15 @@ def sample_files(root: Path, kind: str, name: str) -> list[Path]:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_file()), key=io.natural_key)
+    return sorted((p for p in folder.iterdir() if p.is_file()), key=natural_key)
 
 
 def _subfolders(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir()), key=io.natural_key)
+    return sorted((p for p in folder.iterdir() if p.is_dir()), key=natural_key)
 
 
 def _is_dffcore(folder: Path) -> bool:
-    images = [p for p in _files(folder) if p.suffix.lower() in io.IMAGE_EXTENSIONS]
+    images = [p for p in _files(folder) if p.suffix.lower() in IMAGE_EXTENSIONS]
     return len(images) >= 2
 
 
@@ -322,13 +323,13 @@ def _optional(path: Path, read: Callable[[Path], np.ndarray]) -> np.ndarray | No
 
 
 def _load_dffcore(folder: Path) -> Sample:
-    stack = io.read_stack(folder)
+    stack = read_stack(folder)
     stack.metadata.update(dataset="dffcore", sample=folder.name)
     stack.frames = _rgb_frames(stack.frames)
     gt = folder / "ground_truth"
     index = _optional(gt / "index.npy", _float_map)
     depth = _optional(gt / "depth.npy", _float_map)
-    aif = _optional(gt / "all_in_focus.png", io.read_image)
+    aif = _optional(gt / "all_in_focus.png", read_image)
     for name, arr in (("index.npy", index), ("depth.npy", depth), ("all_in_focus.png", aif)):
         _check_shape(gt / name, arr, stack.shape)
     values = stack.focus_distances
@@ -351,12 +352,12 @@ def _load_hci(folder: Path) -> Sample:
     sidecar = folder / "focus_disparity.txt"
     if not sidecar.is_file():
         raise DffError(f"{sidecar}: missing; {_HCI_HINT}")
-    stack = io.read_stack(folder / "stack")
+    stack = read_stack(folder / "stack")
     stack.metadata.update(dataset="hci", sample=folder.name)
     stack.frames = _rgb_frames(stack.frames)
-    focus, _ = io.read_focus_distances(sidecar, stack.n)
+    focus, _ = read_focus_distances(sidecar, stack.n)
     disparity = _optional(folder / "gt" / "disparity.npy", _float_map)
-    aif = _optional(folder / "gt" / "all_in_focus.png", io.read_image)
+    aif = _optional(folder / "gt" / "all_in_focus.png", read_image)
     _check_shape(folder / "gt" / "disparity.npy", disparity, stack.shape)
     _check_shape(folder / "gt" / "all_in_focus.png", aif, stack.shape)
     return Sample(
@@ -391,7 +392,7 @@ def _load_fod500(folder: Path, scene: str, parts: dict[str, list[Path]]) -> Samp
             f"{folder}: scene {scene} has {len(frames)} focal images ({scene}_<k>All.tif); "
             f"FoD500 scenes have {len(FOD500_FOCUS_M)}"
         )
-    stack = io.read_stack(frames)
+    stack = read_stack(frames)
     stack.frames = _rgb_frames(stack.frames)
     stack.focus_distances = np.asarray(FOD500_FOCUS_M, np.float64)
     stack.focus_unit = "m"
@@ -403,7 +404,7 @@ def _load_fod500(folder: Path, scene: str, parts: dict[str, list[Path]]) -> Samp
         _check_shape(parts["dpt"][0], depth, stack.shape)
         index = fractional_index(1.0 / depth, 1.0 / stack.focus_distances)
     if parts["aif"]:
-        aif = _rgb(io.read_image(parts["aif"][0]))
+        aif = _rgb(read_image(parts["aif"][0]))
         _check_shape(parts["aif"][0], aif, stack.shape)
     return Sample(
         name=scene,

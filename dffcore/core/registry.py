@@ -20,9 +20,9 @@ from typing import Any
 
 import pluggy
 
-from . import hookspec
-from .components import BASES, KIND_TITLES, KINDS, Component
-from .errors import DffError, did_you_mean
+from dffcore.core import hookspec
+from dffcore.core.components import BASES, KIND_TITLES, KINDS, Component
+from dffcore.core.errors import DffError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,9 @@ class PluginError:
     message: str
 
 
-class Registrar:
-    """Handed to ``dffcore_register``; collects one plugin's components."""
+class PluginRegistrar:
+    """The :class:`~dffcore.core.hookspec.Registrar` handed to one plugin's
+    ``dffcore_register``: what it adds is recorded with the plugin's source."""
 
     def __init__(self, registry: Registry, source: Source) -> None:
         self._registry = registry
@@ -121,13 +122,14 @@ class Registry:
             self._error(source, f"not a valid dffcore plugin: {exc}")
             return
         self.plugins.append(source)
-        for impl in self.pm.hook.dffcore_register.get_hookimpls():
-            if impl.plugin is not plugin:
-                continue
-            try:
-                impl.function(registry=Registrar(self, source))
-            except Exception as exc:
-                self._error(source, f"dffcore_register failed: {type(exc).__name__}: {exc}")
+        # The hook is called through the plugin manager, for this plugin alone, so that
+        # what it registers is attributed to its source and its failure stops no other.
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        call = self.pm.subset_hook_caller("dffcore_register", remove_plugins=others)
+        try:
+            call(registry=PluginRegistrar(self, source))
+        except Exception as exc:
+            self._error(source, f"dffcore_register failed: {type(exc).__name__}: {exc}")
 
     def _error(self, source: Source, message: str) -> None:
         logger.warning("plugin %s: %s", source, message)

@@ -39,10 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from .convert import to_uint8
-from .data import FocalStack
-from .errors import DffError
-from .io import atomic_write_bytes, read_exif_numbers
+from dffcore.core.data import FocalStack
+from dffcore.core.errors import DffError
+from dffcore.io.exif import read_exif_numbers
+from dffcore.io.images import atomic_write_bytes
+from dffcore.ops.convert import to_uint8
 
 logger = logging.getLogger(__name__)
 

@@ -8,25 +8,31 @@ that implements these hooks with :data:`dffcore.hookimpl`::
     mymeasures = "my_package.dff_plugin"
 
     # my_package/dff_plugin.py
-    from dffcore import hookimpl
+    from dffcore import Registrar, hookimpl
 
     @hookimpl
-    def dffcore_register(registry):
+    def dffcore_register(registry: Registrar) -> None:
         registry.add(MyFocusMeasure)
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pluggy
 
-if TYPE_CHECKING:
-    from .registry import Registrar
+from dffcore.core.components import Component
 
 PROJECT = "dffcore"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class Registrar(Protocol):
+    """What ``dffcore_register`` receives: collects one plugin's components."""
+
+    def add(self, cls: type[Component]) -> None:
+        """Register a component class (a subclass of one of the five bases)."""
 
 
 @hookspec

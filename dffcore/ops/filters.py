@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from .errors import DffError
+from dffcore.core.errors import DffError
 
 
 def gaussian_ksize(sigma: float) -> int:

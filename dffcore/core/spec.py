@@ -7,20 +7,21 @@ is wrong and what would be valid; all problems of a file are reported at once.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import ByteSize, TypeAdapter, ValidationError
 
-from .components import KIND_TITLES, Component
-from .errors import DffError, SpecError, did_you_mean
-from .registry import Registry, default_registry
+from dffcore.core.components import KIND_TITLES, KINDS, Component
+from dffcore.core.errors import DffError, SpecError, did_you_mean
+from dffcore.core.registry import Registry, Source, default_registry
 
-STAGE_KEYS = ("align", "focus", "aggregate", "regularize", "composite")
-TOP_KEYS = (*STAGE_KEYS, "description", "memory")
+TOP_KEYS = (*KINDS, "description", "memory")
 STAGE_FIELDS = ("name", "params")
 DEFAULTS: dict[str, Any] = {
     "align": {"name": "none"},
@@ -38,6 +39,8 @@ class StageSpec:
     params: Any  # the component's validated Params instance
     path: str  # YAML path, e.g. "regularize[0]"
     cls: type[Component]
+    #: the plugin that registered the component (for run.json)
+    source: Source = field(default_factory=lambda: Source("?"))
 
     def build(self) -> Component:
         return self.cls(self.params)
@@ -59,8 +62,17 @@ class PipelineSpec:
     memory: int | None = None
 
     def stages(self) -> list[StageSpec]:
+        """Every stage, in the order they run."""
+        return [self.align, *self.after_alignment()]
+
+    def after_alignment(self) -> list[StageSpec]:
+        """The stages that work on aligned frames: focus, aggregate, regularisers, composite."""
         tail = [self.composite] if self.composite is not None else []
-        return [self.align, self.focus, self.aggregate, *self.regularize, *tail]
+        return [self.focus, self.aggregate, *self.regularize, *tail]
+
+    def spec_hash(self) -> str:
+        """SHA-256 (16 hex digits) of the resolved spec (:func:`spec_hash`)."""
+        return spec_hash(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec, every default filled in (YAML/JSON ready)."""
@@ -77,14 +89,20 @@ class PipelineSpec:
         return out
 
 
+def spec_hash(resolved: dict[str, Any]) -> str:
+    """SHA-256 (16 hex digits) of a resolved spec dict, as ``run.json`` stores it."""
+    text = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def builtin_pipelines() -> dict[str, Path]:
     """Name -> path of every pipeline shipped with dffcore.
 
     Installed, the repository's ``pipelines/`` folder is ``dffcore/pipelines/``; in a
     source checkout it sits next to the ``dffcore/`` folder.
     """
-    here = Path(__file__).resolve().parent
-    for root in (here / "pipelines", here.parent / "pipelines"):
+    package = Path(__file__).resolve().parents[1]
+    for root in (package / "pipelines", package.parent / "pipelines"):
         if root.is_dir():
             return {p.stem: p for p in sorted(root.glob("*.yaml"))}
     return {}
@@ -141,7 +159,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             raise DffError(f"--set {key}: '{part}' is not inside a mapping")
         if node.get(part) is None:
             node[part] = [] if isinstance(nxt, int) else {}
-        if isinstance(node[part], str) and part in STAGE_KEYS:  # `focus: log` shorthand
+        if isinstance(node[part], str) and part in KINDS:  # `focus: log` shorthand
             node[part] = {"name": node[part]}
         node = node[part]
     last = parts[-1]
@@ -181,7 +199,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise DffError(f"{label}: expected a mapping of stages ({', '.join(STAGE_KEYS)})")
+        raise DffError(f"{label}: expected a mapping of stages ({', '.join(KINDS)})")
     return data
 
 
@@ -191,11 +209,15 @@ def load_spec(
     *,
     registry: Registry | None = None,
 ) -> PipelineSpec:
-    """Load and validate a pipeline from a YAML file or a dict, applying ``--set`` overrides."""
+    """Load and validate a pipeline, applying ``--set`` overrides.
+
+    ``source`` is a YAML file, the name of a built-in pipeline (``"best"``) or a dict.
+    """
     if isinstance(source, dict):
         data, label = copy.deepcopy(source), "<spec>"
     else:
-        data, label = read_yaml(source), str(source)
+        path = find_pipeline(source)
+        data, label = read_yaml(path), str(path)
     for assignment in overrides:
         apply_override(data, assignment)
     return validate(data, label=label, registry=registry)
@@ -247,7 +269,7 @@ def validate(
             for err in exc.errors():
                 problems.append(_param_problem(label, path, entry.cls, err))
             return None
-        return StageSpec(kind, name, validated, path, entry.cls)
+        return StageSpec(kind, name, validated, path, entry.cls, entry.source)
 
     stages: dict[str, Any] = {}
     for kind in ("align", "focus", "aggregate"):
@@ -288,34 +310,21 @@ def validate(
     )
 
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1e3,
-    "kb": 1e3,
-    "m": 1e6,
-    "mb": 1e6,
-    "g": 1e9,
-    "gb": 1e9,
-    "t": 1e12,
-    "tb": 1e12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
+#: the smallest memory budget a run accepts
+MIN_MEMORY = 64 * 10**6
+_BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
 
 
 def parse_memory(value: Any) -> int:
-    """Bytes from ``4GB``, ``512MB``, ``2.5GiB`` or a number of bytes (at least 64 MB)."""
-    import re
-
-    text = str(value).strip().lower().replace(" ", "")
-    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:e[0-9]+)?)([a-z]*)", text)
-    if not m or m.group(2) not in _UNITS:
-        raise DffError(f"expected a memory size such as 4GB, 512MB or 2GiB, got {value!r}")
-    size = int(float(m.group(1)) * _UNITS[m.group(2)])
-    if size < 64e6:
+    """Bytes from ``4GB``, ``512MB``, ``2.5GiB`` or a number of bytes (at least 64 MB);
+    units as :class:`pydantic.ByteSize` reads them (``k``/``kb`` = 1000, ``kib`` = 1024)."""
+    try:
+        size = int(_BYTE_SIZE.validate_python(value))
+    except ValidationError:
+        raise DffError(
+            f"expected a memory size such as 4GB, 512MB or 2GiB, got {value!r}"
+        ) from None
+    if size < MIN_MEMORY:
         raise DffError(f"a memory budget of {value!r} is too small: give at least 64MB")
     return size
 

@@ -4,7 +4,7 @@ Every pipeline variant runs on every stack; each result is scored against the st
 ground truth in the result's pixel grid (:func:`dffcore.metrics.to_output_grid`), timed,
 cached, and gathered into a report folder::
 
-    from dffcore.compare import compare, pipeline_variants, synthetic_stacks
+    from dffcore.eval.compare import compare, pipeline_variants, synthetic_stacks
 
     variants = pipeline_variants(["fast", "best"], grid=["aggregate.params.sigma=1,2"])
     rows = compare(variants, synthetic_stacks("all", frames=8), "report/")
@@ -64,13 +64,11 @@ from typing import Any
 
 import numpy as np
 
-from .batch import spec_hash
-from .convert import to_float32
-from .data import FocalStack
-from .datasets import Sample, open_dataset, sample_files
-from .errors import DffError, did_you_mean
-from .io import atomic_write_bytes, read_image, write_image, write_npy
-from .metrics import (
+from dffcore.core.data import FocalStack
+from dffcore.core.errors import DffError, did_you_mean
+from dffcore.core.spec import PipelineSpec, find_pipeline, load_spec
+from dffcore.eval.datasets import Sample, open_dataset, sample_files
+from dffcore.eval.metrics import (
     METRIC_INFO,
     bumpiness,
     evaluate_depth,
@@ -80,8 +78,10 @@ from .metrics import (
     ssim,
     to_output_grid,
 )
-from .runner import Run
-from .spec import PipelineSpec, find_pipeline, load_spec
+from dffcore.io.images import atomic_write_bytes, read_image, write_image, write_npy
+from dffcore.ops.convert import to_float32
+from dffcore.run.engine import Run
+from dffcore.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ def synthetic_stacks(
     ``scenes`` is a list of scene names or one comma-separated string; ``all`` means every
     scene of :data:`dffcore.synth.SCENES`. Each stack is named after its scene.
     """
-    from .synth import SCENES
+    from dffcore.eval.synth import SCENES
 
     names = scenes.split(",") if isinstance(scenes, str) else list(scenes)
     names = [s.strip() for s in names if s.strip()]
@@ -342,7 +342,7 @@ def synthetic_stacks(
 def _load_synthetic(
     scene: str, frames: int, size: tuple[int, int], noise: float, seed: int
 ) -> Sample:
-    from .synth import render_stack
+    from dffcore.eval.synth import render_stack
 
     s = render_stack(scene, n_frames=frames, size=size, noise_sigma=noise, seed=seed)
     meta = {"dataset": "synthetic", "sample": scene}
@@ -395,7 +395,7 @@ def _fingerprint(paths: Sequence[Path]) -> list[list[Any]]:
 def score(run: Run, sample: Sample) -> dict[str, float]:
     """Every score of a :class:`~dffcore.runner.Run` against ``sample``'s ground truth
     (the keys of the module docstring), in the run's output grid."""
-    crop, index, n = run.aligned.crop, run.result.index, run.stack.n
+    crop, index, n = run.crop, run.result.index, run.stack.n
     out: dict[str, float] = {}
     if sample.truth_index is not None:
         truth = to_output_grid(sample.truth_index, crop)
@@ -437,12 +437,11 @@ def index_to_disparity(index: np.ndarray, focus: Sequence[float] | np.ndarray) -
 # -- the comparison -------------------------------------------------------------
 def cache_key(spec: PipelineSpec, identity: dict[str, Any]) -> str:
     """Name of the cache entry of ``spec`` on the stack with ``identity``."""
-    from . import __version__
 
     data = {
         "format": CACHE_FORMAT,
         "dffcore": __version__,
-        "spec": spec_hash(spec),
+        "spec": spec.spec_hash(),
         "stack": identity,
     }
     return _hash(data)
@@ -458,7 +457,6 @@ class _StackState:
     ground truth the figures need (cached in ``cache/stack-<key>/``)."""
 
     def __init__(self, source: StackSource, cache: Path) -> None:
-        from . import __version__
 
         self.source = source
         self.dir = cache / f"stack-{_hash({'v': __version__, 'stack': source.identity})}"
@@ -556,7 +554,7 @@ def _read_entry(entry: Path) -> dict[str, Any] | None:
 
 
 def _compute(variant: PipelineVariant, state: _StackState, entry: Path, key: str) -> dict[str, Any]:
-    from .runner import run_pipeline
+    from dffcore.run.engine import run_pipeline
 
     row: dict[str, Any] = {"status": "failed", "error": "", "cache": f"cache/{key}"}
     try:
@@ -577,8 +575,8 @@ def _compute(variant: PipelineVariant, state: _StackState, entry: Path, key: str
         ],
         frames=run.stack.n,
         shape=list(run.result.index.shape),
-        crop=None if run.aligned.crop is None else [int(v) for v in run.aligned.crop],
-        spec_hash=spec_hash(variant.spec),
+        crop=None if run.crop is None else [int(v) for v in run.crop],
+        spec_hash=variant.spec.spec_hash(),
         metrics=metrics,
     )
     entry.mkdir(parents=True, exist_ok=True)
@@ -621,7 +619,7 @@ def compare(
         (``done`` or ``failed``), ``cached``, ``error``, ``seconds``, ``peak_rss_mb``,
         ``stages``, ``frames``, ``shape``, ``crop``, ``metrics`` (see the module doc).
     """
-    from .outputs import prepare_output_dir
+    from dffcore.io.outputs import prepare_output_dir
 
     if not pipelines or not stacks:
         raise DffError("compare needs at least one pipeline and one stack")
@@ -908,7 +906,6 @@ def _present(key: str, rows: Sequence[dict[str, Any]]) -> bool:
 def _blocks(pipelines, stacks, rows, truths, figures) -> list[tuple]:
     """The report as blocks: ("h", level, text), ("p", text), ("list", items),
     ("table", header, cells, bold), ("img", [files])."""
-    from . import __version__
 
     pnames = [p.name for p in pipelines]
     snames = [s.name for s in stacks]
@@ -937,7 +934,7 @@ def _blocks(pipelines, stacks, rows, truths, figures) -> list[tuple]:
     )
     blocks.append(("h", 2, "Pipelines"))
     pipe_cells = [
-        [p.name, p.source, spec_hash(p.spec), " ".join(p.overrides) or "–"] for p in pipelines
+        [p.name, p.source, p.spec.spec_hash(), " ".join(p.overrides) or "–"] for p in pipelines
     ]
     blocks.append(("table", ["pipeline", "file", "spec hash", "overrides"], pipe_cells, None))
     blocks.append(("h", 2, "Summary"))
@@ -1137,7 +1134,6 @@ def write_report(
     figures: dict[str, list[str]],
 ) -> list[Path]:
     """Write ``report.md``, ``report.html``, ``results.csv`` and ``results.json``."""
-    from . import __version__
 
     blocks = _blocks(pipelines, stacks, rows, truths, figures)
     created = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -1149,7 +1145,7 @@ def write_report(
                 "name": p.name,
                 "file": p.source,
                 "overrides": list(p.overrides),
-                "spec_hash": spec_hash(p.spec),
+                "spec_hash": p.spec.spec_hash(),
                 "spec": p.spec.to_dict(),
             }
             for p in pipelines

@@ -10,8 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
-import struct
-import zlib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import DffError
-from .io import atomic_write_bytes, encode_image, write_image, write_npy
-from .pointcloud import depth_to_points, stack_intrinsics, write_ply
-from .registry import default_registry
-from .runner import Run
+from dffcore.core.errors import DffError
+from dffcore.io.images import atomic_write_bytes, write_image, write_npy, write_png_text
+from dffcore.io.pointcloud import depth_to_points, stack_intrinsics, write_ply
+from dffcore.run.engine import Run
 
 INDEX_MEANING = (
     "fractional index into the frames in the order they were read "
@@ -75,31 +72,6 @@ def depth_metres_png(depth_m: np.ndarray, confidence: np.ndarray | None = None) 
     return np.where(known, mm, 0).astype(np.uint16)
 
 
-def png_add_text(png: bytes, keyword: str, text: str) -> bytes:
-    """Insert a ``tEXt`` chunk (``keyword``, ``text``, Latin-1) right after IHDR.
-
-    PNG specification (ISO/IEC 15948:2003, W3C REC-PNG), sections 5.3 (chunk layout:
-    length, type, data, CRC-32 of type and data) and 11.3.4.3 (tEXt: keyword of 1-79
-    characters, a zero byte, the text).
-    """
-    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
-        raise ValueError("not a PNG starting with IHDR")
-    if not 1 <= len(keyword) <= 79:
-        raise ValueError(f"PNG tEXt keyword must have 1 to 79 characters: {keyword!r}")
-    end = 8 + 12 + struct.unpack(">I", png[8:12])[0]  # signature + IHDR chunk
-    body = b"tEXt" + keyword.encode("latin-1") + b"\x00" + text.encode("latin-1")
-    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
-    return png[:end] + chunk + png[end:]
-
-
-def write_png_text(path: str | Path, image: np.ndarray, text: dict[str, str]) -> None:
-    """Write a PNG atomically with ``tEXt`` chunks ``{keyword: text}`` after IHDR."""
-    png = encode_image(image, ".png")
-    for keyword, value in reversed(text.items()):
-        png = png_add_text(png, keyword, value)
-    atomic_write_bytes(path, png)
-
-
 def colour_depth(index: np.ndarray, n: int) -> np.ndarray:
     """RGB colour-mapped depth (viridis, near = dark) with a colour bar and tick labels."""
     h, w = index.shape
@@ -140,22 +112,20 @@ def side_by_side(images: list[np.ndarray], titles: list[str]) -> np.ndarray:
 
 
 def _versions(run: Run) -> dict[str, Any]:
-    reg = default_registry()
+    """Python, the packages dffcore runs on, and where each component of the run came
+    from (the registry entry the spec was validated against)."""
     used = []
     for stage in run.spec.stages():
-        try:
-            src = reg.get(stage.kind, stage.name).source
-            used.append(
-                {
-                    "stage": stage.path,
-                    "name": stage.name,
-                    "plugin": src.plugin,
-                    "distribution": src.distribution,
-                    "version": src.version,
-                }
-            )
-        except DffError:
-            used.append({"stage": stage.path, "name": stage.name})
+        src = stage.source
+        used.append(
+            {
+                "stage": stage.path,
+                "name": stage.name,
+                "plugin": src.plugin,
+                "distribution": src.distribution,
+                "version": src.version,
+            }
+        )
     pkgs = {}
     for dist in (
         "dffcore",
@@ -176,8 +146,8 @@ def _versions(run: Run) -> dict[str, Any]:
 def run_record(
     run: Run, *, spec_file: str | None = None, reversed_: bool = False
 ) -> dict[str, Any]:
-    stack, aligned, result = run.stack, run.aligned, run.result
-    ref = aligned.reference
+    stack, result = run.stack, run.result
+    ref = run.reference
     return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "spec_file": spec_file,
@@ -198,21 +168,23 @@ def run_record(
             "focus_distances_source": stack.metadata.get("focus_distances_source"),
         },
         "reference_frame": ref,
-        "crop": None if aligned.crop is None else dict(zip("xywh", aligned.crop, strict=True)),
+        "crop": None if run.crop is None else dict(zip("xywh", run.crop, strict=True)),
         "reference_file": str(stack.paths[ref]) if ref < len(stack.paths) else None,
         "index_meaning": INDEX_MEANING,
         "depth_png": depth_png_mapping(stack.n),
+        "plan": run.plan,
         "stages": [
             {
                 "stage": r.stage,
                 "name": r.name,
                 "seconds": round(r.seconds, 4),
-                "peak_rss_mb": round(r.peak_rss_mb, 1),
+                "peak_rss_mb": None if r.peak_rss_mb is None else round(r.peak_rss_mb, 1),
             }
             for r in run.records
         ],
         "seconds_total": round(run.seconds, 4),
-        "alignment": aligned.diagnostics,
+        "licences": run.notices,
+        "alignment": [] if run.alignment is None else run.alignment.frame_records(),
         "unreliable_pixels": int((result.confidence == 0).sum()),
         "diagnostics": result.diagnostics,
         **(
@@ -268,7 +240,7 @@ def write_outputs(
         mm = depth_metres_png(depth_m, result.confidence)
         put("depth_metres.png", _with_scale(DEPTH_METRES_SCALE), mm)
         if point_cloud:
-            k = stack_intrinsics(run.stack).cropped(run.aligned.crop)
+            k = stack_intrinsics(run.stack).cropped(run.crop)
             points, colours = depth_to_points(
                 depth_m, k.fx, k.fy, k.cx, k.cy, result.all_in_focus, result.confidence > 0
             )

@@ -132,8 +132,11 @@ def _mean(x: np.ndarray) -> float:
 def _warn_nonpositive(p: np.ndarray) -> None:
     n = int(np.count_nonzero(p <= 0))
     if n:
-        logger.warning("%d scored pixel(s) with prediction <= 0: log/ratio metrics treat "
-                       "them as in the DDFF-12 evaluation (see log_rmse, delta_accuracy)", n)
+        logger.warning(
+            "%d scored pixel(s) with prediction <= 0: log/ratio metrics treat "
+            "them as in the DDFF-12 evaluation (see log_rmse, delta_accuracy)",
+            n,
+        )
 
 
 # --- slice-unit metrics -------------------------------------------------------------------
@@ -357,8 +360,10 @@ def ssim(
         if mask is not None and np.shape(mask) == (*truth.shape, 1):
             mask = np.asarray(mask)[..., 0]
     if truth.ndim not in (2, 3) or min(truth.shape[:2]) < _SSIM_WIN:
-        raise ValueError(f"ssim needs (H,W) or (H,W,C) images of at least {_SSIM_WIN}x"
-                         f"{_SSIM_WIN} pixels, got shape {truth.shape}")
+        raise ValueError(
+            f"ssim needs (H,W) or (H,W,C) images of at least {_SSIM_WIN}x"
+            f"{_SSIM_WIN} pixels, got shape {truth.shape}"
+        )
     if data_range is None:
         if np.issubdtype(truth.dtype, np.integer):
             info = np.iinfo(truth.dtype)

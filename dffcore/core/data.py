@@ -50,24 +50,80 @@ class FocalStack:
         return int(self.frames.shape[1]), int(self.frames.shape[2])
 
 
+#: A transform of frame ``i``: a 3x3 homography, an ``(H,W,2)`` map, or None (identity);
+#: see :mod:`dffcore.ops.warp`
+Transform = np.ndarray | None
+Interpolation = Literal["cubic", "linear"]
+Photometric = Literal["none", "gain", "gain-offset"]
+
+
+@dataclass
+class Alignment:
+    """What an aligner found, and everything needed to warp a frame with it.
+
+    The run engine applies an alignment itself (:func:`dffcore.align.apply.warp_frame`),
+    to the frames in memory or to each frame as it is streamed from disk in a bounded-memory
+    run, where the alignment is estimated at reduced resolution and rescaled.
+
+    ``transforms[i]`` maps reference pixel coordinates to frame ``i``'s coordinates on a
+    grid of ``shape`` (see :mod:`dffcore.ops.warp`); ``crop`` asks for the outputs to be
+    cropped to the region valid in every frame; ``interpolation`` is the resampling;
+    ``photometric`` the exposure model fitted after warping, and ``exposure[i]`` the
+    fitted ``(gain, offset)`` of frame ``i`` (None until fitted, or for the reference).
+    ``diagnostics[i]`` holds per-frame facts (matches, residual, failure, fallback).
+    """
+
+    reference: int
+    transforms: list[Transform]
+    shape: tuple[int, int]
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    crop: bool = False
+    interpolation: Interpolation = "cubic"
+    photometric: Photometric = "none"
+    exposure: list[tuple[float, float] | None] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.diagnostics:
+            self.diagnostics = [{} for _ in self.transforms]
+
+    @property
+    def n(self) -> int:
+        return len(self.transforms)
+
+    @property
+    def moves(self) -> bool:
+        """True when some frame is not the identity."""
+        return any(t is not None for t in self.transforms)
+
+    def frame_records(self) -> list[dict[str, Any]]:
+        """Per frame: its diagnostics, its 3x3 transform and fitted exposure (``run.json``)."""
+        out = []
+        for i, diag in enumerate(self.diagnostics):
+            rec = dict(diag)
+            t = self.transforms[i]
+            if t is not None and np.ndim(t) == 2:
+                rec["transform"] = np.round(np.asarray(t, np.float64), 6).tolist()
+            gain = self.exposure[i] if self.exposure is not None else None
+            if gain is not None:
+                rec["exposure"] = {"gain": round(gain[0], 5), "offset": round(gain[1], 5)}
+            out.append(rec)
+        return out
+
+
 @dataclass
 class AlignedStack:
-    """Frames warped into the reference frame's pixel grid.
+    """Frames warped into the reference frame's pixel grid (or a band of its rows).
 
     ``valid[i]`` is False where frame ``i`` has no data (it came from outside the
     frame after warping); ``valid is None`` means every pixel of every frame is valid.
-    ``transforms[i]`` maps reference pixel coordinates to frame ``i`` (3x3), or is a
-    flow field, or ``None`` for the identity. ``diagnostics[i]`` holds per-frame facts
-    (inliers, residual, failure reason).
+    ``alignment`` is how the frames were made from the stack (None for frames built by
+    hand); ``crop`` the ``(x, y, w, h)`` of the reference grid they were cropped to.
     """
 
     frames: np.ndarray
     reference: int
     valid: np.ndarray | None = None
-    transforms: list[Any] = field(default_factory=list)
-    diagnostics: list[dict[str, Any]] = field(default_factory=list)
-    source: FocalStack | None = None
-    #: (x, y, w, h) of the reference grid the frames were cropped to, if cropped
+    alignment: Alignment | None = None
     crop: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
@@ -81,11 +137,18 @@ class AlignedStack:
     def n(self) -> int:
         return int(self.frames.shape[0])
 
-    def valid_count(self) -> np.ndarray | None:
-        """(H, W) number of frames valid at each pixel, or None when all are."""
-        if self.valid is None:
-            return None
-        return self.valid.sum(axis=0, dtype=np.int32)
+    @property
+    def transforms(self) -> list[Transform]:
+        return [] if self.alignment is None else self.alignment.transforms
+
+    @property
+    def diagnostics(self) -> list[dict[str, Any]]:
+        return [] if self.alignment is None else self.alignment.diagnostics
+
+    def rows(self, a: int, b: int) -> AlignedStack:
+        """Rows ``a:b`` of every frame (views, no copy)."""
+        valid = None if self.valid is None else self.valid[:, a:b]
+        return AlignedStack(self.frames[:, a:b], self.reference, valid, self.alignment)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Use it to test and benchmark depth from focus where real stacks have no ground truth::
 
-    from dffcore.synth import render_stack, write_stack
+    from dffcore.eval.synth import render_stack, write_stack
 
     s = render_stack("spheres", n_frames=16, size=(240, 320), noise_sigma=2.0, seed=1,
                      exposure_flicker=0.02, focus_breathing=0.03, shake_px=1.5, shake_deg=0.2)
@@ -101,8 +101,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dffcore.errors import DffError, did_you_mean
-from dffcore.io import atomic_write_bytes, write_image, write_npy
+from dffcore.core.errors import DffError, did_you_mean
+from dffcore.io.images import atomic_write_bytes, write_image, write_npy
 
 logger = logging.getLogger(__name__)
 

@@ -10,13 +10,10 @@ A pairwise transform from frame ``a`` to frame ``b`` has the same form on ``a``'
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import cv2
 import numpy as np
 
-Transform = np.ndarray | None  # 3x3, (H,W,2) map, or None (identity)
+from dffcore.core.data import Transform
 
 
 def is_map(t: Transform) -> bool:
@@ -82,10 +79,6 @@ def compose(first: Transform, then: Transform, shape: tuple[int, int]) -> Transf
     return out
 
 
-def invert_homography(t: np.ndarray) -> np.ndarray:
-    return np.linalg.inv(t)
-
-
 INTERPOLATION = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
 
@@ -131,40 +124,26 @@ def valid_mask(t: Transform, frame_shape: tuple[int, int], shape: tuple[int, int
         return (x >= 0) & (x <= fw - 1) & (y >= 0) & (y <= fh - 1)
 
 
-def chain_to_reference(
-    n: int,
-    ref: int,
-    estimate: Callable[[int, int], tuple[Transform, dict[str, Any]]],
-    shape: tuple[int, int],
-    *,
-    chain: bool = True,
-    on_pair: Callable[[], None] | None = None,
-    map_pairs: Callable[[Callable, list[tuple[int, int]]], list] | None = None,
-) -> tuple[list[Transform], list[dict[str, Any]]]:
-    """Transforms reference -> every frame from pairwise estimates.
+def scale_transform(t: Transform, s: float, shape: tuple[int, int]) -> Transform:
+    """A transform estimated on a grid scaled by ``s`` (pixel centres), on the grid of
+    ``shape`` (the full resolution)."""
+    if t is None or s == 1.0:
+        return t
+    if is_map(t):  # resample the displacements (smooth, so the borders need no care)
+        h, w = shape
+        moved = t - grid(t.shape[:2])
+        return grid((h, w)) + cv2.resize(moved, (w, h), interpolation=cv2.INTER_LINEAR) / s
+    o = 0.5 * s - 0.5
+    to_small = np.array([[s, 0, o], [0, s, o], [0, 0, 1]], np.float64)
+    return np.linalg.inv(to_small) @ np.asarray(t, np.float64) @ to_small
 
-    ``estimate(a, b)`` returns the transform from frame ``a`` to frame ``b`` (on a's grid)
-    and diagnostics. With ``chain`` neighbouring frames are matched (similar blur) and
-    composed outward from the reference; otherwise each frame is matched to the
-    reference directly. ``map_pairs`` may run the estimates in parallel (like
-    ``ThreadPoolExecutor.map``).
-    """
-    if chain:
-        pairs = [(i, i + 1) for i in range(ref, n - 1)] + [(i, i - 1) for i in range(ref, 0, -1)]
-    else:
-        pairs = [(ref, i) for i in range(n) if i != ref]
 
-    def run(pair: tuple[int, int]) -> tuple[Transform, dict[str, Any]]:
-        out = estimate(*pair)
-        if on_pair is not None:
-            on_pair()
-        return out
-
-    results = (map_pairs or (lambda f, xs: list(map(f, xs))))(run, pairs)
-    transforms: list[Transform] = [None] * n
-    diagnostics: list[dict[str, Any]] = [{} for _ in range(n)]
-    diagnostics[ref] = {"reference": True}
-    for (a, b), (t, diag) in zip(pairs, results, strict=True):  # outward: a is ready
-        diagnostics[b] = {"pair": [a, b], **diag}
-        transforms[b] = compose(transforms[a], t, shape) if chain else t
-    return transforms, diagnostics
+def shift_transform(t: Transform, x0: int, y0: int, shape: tuple[int, int]) -> Transform:
+    """``t`` on the grid of the crop of ``shape`` whose corner is (x0, y0)."""
+    if x0 == 0 and y0 == 0:
+        return t
+    if t is None:
+        t = np.eye(3)
+    if is_map(t):
+        return t[y0 : y0 + shape[0], x0 : x0 + shape[1]]
+    return t @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1]])

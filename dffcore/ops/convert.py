@@ -47,3 +47,20 @@ def like(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
         top = np.iinfo(dtype).max
         return np.clip(image * top + 0.5, 0, top).astype(dtype)
     return image.astype(dtype)
+
+
+#: dtypes frames keep as they are; float16 and float64 become float32
+FRAME_DTYPES = (np.uint8, np.uint16, np.float32)
+
+
+def frame_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype frames of ``dtype`` are held in: uint8, uint16 and float32 as they are,
+    other floats as float32; a ``ValueError`` names the valid ones for anything else."""
+    dtype = np.dtype(dtype)
+    if dtype in FRAME_DTYPES:
+        return dtype
+    if np.issubdtype(dtype, np.floating):
+        return np.dtype(np.float32)
+    raise ValueError(
+        f"frames of dtype {dtype} are not supported: give uint8, uint16 or float (floats in [0, 1])"
+    )

@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-from .data import FocusVolume
-from .filters import gaussian
+from dffcore.core.data import FocusVolume
+from dffcore.ops.filters import gaussian
 
 SubFrame = Literal["none", "parabolic", "gaussian"]
 

@@ -1,0 +1,69 @@
+"""Numbers from a frame's EXIF metadata, read with Pillow (only the header is parsed).
+
+Tags of the Exif IFD (CIPA DC-008-2019, Exif 2.32, section 4.6.5) that dffcore uses:
+``SubjectDistance`` (metres; 0 = unknown, 0xFFFFFFFF/1 = infinity) for focus distances and
+``FocalLength`` / ``FocalLengthIn35mmFilm`` (millimetres) for a point cloud's intrinsics.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from pathlib import Path
+
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+#: Exif-IFD tags read by :func:`read_exif_numbers`
+EXIF_TAGS = {
+    ExifTags.Base.SubjectDistance: "SubjectDistance",
+    ExifTags.Base.FocalLength: "FocalLength",
+    ExifTags.Base.FocalLengthIn35mmFilm: "FocalLengthIn35mmFilm",
+}
+_EXIF_INFINITY = 0xFFFFFFFF  # a RATIONAL numerator that means "infinity"
+
+
+def read_exif_numbers(path: str | Path) -> dict[str, float]:
+    """The numeric Exif-IFD tags of :data:`EXIF_TAGS` that an image file has.
+
+    Values are returned as stored (``SubjectDistance`` 0 means unknown, ``inf``
+    infinity); a value that is not a finite number (a zero denominator) is left out.
+    Files without EXIF, other formats and malformed metadata give ``{}``: a problem is
+    logged at debug level and never raises.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught, Image.open(path) as image:
+            warnings.simplefilter("always")
+            exif = image.getexif().get_ifd(ExifTags.IFD.Exif)
+        for w in caught:  # Pillow warns about corrupt EXIF instead of raising
+            logger.debug("%s: %s", path, w.message)
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+    ) as exc:
+        logger.debug("%s: EXIF not readable, ignored: %s", path, exc)
+        return {}
+    out: dict[str, float] = {}
+    for tag, name in EXIF_TAGS.items():
+        value = exif.get(tag)
+        if isinstance(value, tuple):  # a list of values: the first one counts
+            value = value[0] if value else None
+        numerator = getattr(value, "numerator", None)
+        try:
+            number = math.inf if numerator == _EXIF_INFINITY else float(value)
+        except (TypeError, ValueError, ZeroDivisionError):
+            continue
+        if not math.isnan(number):
+            out[name] = number
+    return out
+
+
+def exif_focus_distance(path: str | Path) -> float | None:
+    """EXIF ``SubjectDistance`` in metres, or None unless positive and finite."""
+    value = read_exif_numbers(path).get("SubjectDistance")
+    return value if value is not None and 0 < value < math.inf else None
