@@ -115,7 +115,7 @@ def centre(a: np.ndarray, keep: float = 0.8) -> np.ndarray:
 def measure(stack: dffcore.FocalStack, align: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
-        run = dffcore.run_pipeline(spec_for(align), stack)
+        run = dffcore.run_pipeline(spec_for(align), stack, intermediates=True)
     except dffcore.DffError as exc:
         return {"error": str(exc), "total": time.perf_counter() - t0}
     total = time.perf_counter() - t0

@@ -40,7 +40,7 @@ from dffcore.core.components import Context
 from dffcore.core.registry import default_registry
 from dffcore.eval.synth import render_stack
 from dffcore.ops.warp import is_map, warp
-from dffcore.run.engine import _PeakMemory
+from dffcore.run.records import PeakMemory
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_STACK = HERE.parent.parent / "shared" / "data" / "keyboard"
@@ -116,7 +116,7 @@ def grid_error(transforms: list[Any], truth: list[np.ndarray], shape: tuple[int,
 def bench(
     stack: dffcore.FocalStack, repeat: int, truth: list[np.ndarray] | None
 ) -> dict[str, dict[str, Any]]:
-    memory, rows = _PeakMemory(), {}
+    memory, rows = PeakMemory(), {}
     for label, align in aligners().items():
         times, peaks = [], []
         try:

@@ -48,7 +48,7 @@ def run_dffcore(stack_dir: Path, repeat: int) -> tuple[dict[str, float], dffcore
             t0 = time.perf_counter()
             stack = dffcore.read_stack(stack_dir)
             t1 = time.perf_counter()
-            run = dffcore.run_pipeline(spec, stack)
+            run = dffcore.run_pipeline(spec, stack, intermediates=True)  # the volume, below
             t2 = time.perf_counter()
             dffcore.write_outputs(run, out)
             t3 = time.perf_counter()

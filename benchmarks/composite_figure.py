@@ -77,7 +77,9 @@ def composite(
 
 def evaluate(s: SynthStack, frames: np.ndarray) -> tuple[dict, dict, dict, np.ndarray]:
     """PSNR per (index, compositor), seam strengths with the argmax index, its labels."""
-    run = dffcore.run_pipeline(dffcore.load_spec({"aggregate": "argmax"}), FocalStack(frames))
+    run = dffcore.run_pipeline(
+        dffcore.load_spec({"aggregate": "argmax"}), FocalStack(frames), intermediates=True
+    )
     argmax = run.result.index
     edges = depth_edges(s.index, 2)
     switches = depth_edges(np.rint(argmax), 2) & ~depth_edges(s.index, 4)
@@ -129,7 +131,9 @@ def timing_stack(data: Path) -> tuple[str, FocalStack]:
 
 def bench(data: Path, repeat: int) -> None:
     label, stack = timing_stack(data)
-    run = dffcore.run_pipeline(dffcore.load_spec({"aggregate": "argmax"}), stack)
+    run = dffcore.run_pipeline(
+        dffcore.load_spec({"aggregate": "argmax"}), stack, intermediates=True
+    )
     ctx = Context()
     n, h, w, c = stack.frames.shape
     print(f"{label}: {n} frames {w}x{h}x{c} {stack.frames.dtype}, argmax depth, ")

@@ -1,7 +1,7 @@
 """Run one pipeline over many focal stacks (``dff batch``), locally or on a Dask cluster.
 
 Each stack is one task: read it, run the pipeline, write the usual output folder
-(:func:`dffcore.outputs.write_outputs`) to ``OUT/<name>/``. A stack whose folder already
+(:func:`dffcore.io.outputs.write_outputs`) to ``OUT/<name>/``. A stack whose folder already
 holds a complete result of the same resolved spec is skipped, so an interrupted batch
 resumes where it stopped. A failing stack is recorded with its one-line error and does
 not stop the others. ``OUT/batch_summary.csv`` and ``OUT/batch_summary.md`` list every
@@ -32,9 +32,7 @@ scheduler, the stack and output paths must be visible to the workers under the s
 
 from __future__ import annotations
 
-import csv
 import glob as globmod
-import io as _io
 import json
 import logging
 import time
@@ -44,10 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dffcore.core.errors import DffError
+from dffcore.core.errors import DffError, one_line
 from dffcore.core.spec import PipelineSpec, spec_hash
 from dffcore.io.images import atomic_write_bytes
 from dffcore.io.stack import natural_key
+from dffcore.report.tables import Block, Heading, Paragraph, Table, to_csv, to_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +250,7 @@ def run_one(
         _clear_previous(out_dir)
         write_outputs(run, out_dir, spec_file=spec_file)
     except DffError as exc:
-        row.update(status="failed", error=_one_line(exc))
+        row.update(status="failed", error=one_line(exc))
     else:
         row["status"] = "done"
     row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -263,14 +262,6 @@ def _row(name: str, stack: str | Path, out: str | Path, **values: Any) -> dict[s
     row["stack"] = str(stack)
     row.update(values)
     return row
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
-    text = "; ".join(lines)
-    if isinstance(exc, DffError):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # -- the batch -----------------------------------------------------------------
@@ -412,7 +403,7 @@ def _import_dask() -> Any:
 
 
 def _failed(task: BatchTask, exc: BaseException) -> dict[str, Any]:
-    return _row(task.name, task.stack, task.out, status="failed", error=_one_line(exc))
+    return _row(task.name, task.stack, task.out, status="failed", error=one_line(exc))
 
 
 def _run_pool(
@@ -466,7 +457,7 @@ def _run_dask(
             except (OSError, TimeoutError, ValueError) as exc:
                 raise DffError(
                     f"--scheduler {scheduler}: cannot connect to the Dask scheduler: "
-                    f"{_one_line(exc)}"
+                    f"{one_line(exc)}"
                 ) from None
         elif client is None:
             cluster = distributed.LocalCluster(
@@ -539,30 +530,22 @@ def write_summary(
             return ""
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    buf = _io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for row in rows:
-        writer.writerow([cell(row, k) for k in SUMMARY_COLUMNS])
+    cells = [[cell(row, k) for k in SUMMARY_COLUMNS] for row in rows]
     csv_path = out / "batch_summary.csv"
-    atomic_write_bytes(csv_path, buf.getvalue().encode("utf-8"))
+    atomic_write_bytes(csv_path, to_csv(SUMMARY_COLUMNS, cells).encode("utf-8"))
 
     count = totals(rows)
     about = f"pipeline `{spec_file or (spec.source if spec else '?')}`"
     if spec is not None:
         about += f", spec hash `{spec.spec_hash()}`"
-    lines = [
-        "# dff batch summary",
-        "",
-        f"{about}; {len(rows)} stacks: {count['done']} done, {count['skipped']} skipped, "
-        f"{count['failed']} failed",
-        "",
-        "| " + " | ".join(SUMMARY_COLUMNS) + " |",
-        "|" + "---|" * len(SUMMARY_COLUMNS),
+    document: list[Block] = [
+        Heading(1, "dff batch summary"),
+        Paragraph(
+            f"{about}; {len(rows)} stacks: {count['done']} done, {count['skipped']} skipped, "
+            f"{count['failed']} failed"
+        ),
+        Table(SUMMARY_COLUMNS, cells),
     ]
-    for row in rows:
-        cells = [cell(row, k).replace("|", "\\|") for k in SUMMARY_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
     md_path = out / "batch_summary.md"
-    atomic_write_bytes(md_path, ("\n".join(lines) + "\n").encode("utf-8"))
+    atomic_write_bytes(md_path, to_markdown(document).encode("utf-8"))
     return csv_path, md_path

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from typing import TextIO
 
+from dffcore.core.components import KINDS
 from dffcore.core.errors import DffError, SpecError
 
 logger = logging.getLogger("dffcore.cli")
@@ -93,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     pl = sub.add_parser("plugins", help="list the available components")
-    pl.add_argument("--kind", choices=["align", "focus", "aggregate", "regularize", "composite"])
+    pl.add_argument("--kind", choices=KINDS)
     pl.add_argument("--json", action="store_true", help="machine-readable output")
 
     d = sub.add_parser("demo", help="render a synthetic stack with ground truth and run on it")
@@ -173,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dff: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dff plugins | head`: the reader is gone; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except MemoryError:
         print("dff: error: out of memory", file=sys.stderr)
         return 1
@@ -267,6 +272,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         for prm in item["params"]:
             default = "required" if prm["required"] else f"= {prm['default']!r}"
             print(f"    {prm['name']}: {prm['type']} {default}  {prm['doc']}")
+        print(f"    module: {item['module']}")
         if item["citation"]:
             print(f"    cites: {item['citation']}")
         if item["licence"]:
@@ -413,14 +419,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dffcore.eval.compare import (
-        SYNTH_DEFAULTS,
-        compare,
-        dataset_stacks,
-        parse_size,
-        pipeline_variants,
-        synthetic_stacks,
-    )
+    from dffcore.eval.compare import compare
+    from dffcore.eval.sources import SYNTH_DEFAULTS, dataset_stacks, parse_size, synthetic_stacks
+    from dffcore.eval.variants import pipeline_variants
 
     synth_opts = {"frames": args.frames, "size": args.size, "noise": args.noise, "seed": args.seed}
     if args.data is not None:

@@ -17,9 +17,28 @@ DATA = ROOT.parent / "shared" / "data"
 PIPELINES = ROOT / "pipelines"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Test one consistent copy: this checkout, installed editable (``pip install -e``).
+
+    Otherwise ``dffcore`` could come from the checkout and ``dffcore_plugins`` (or the
+    ``dff`` command) from an older copy in site-packages.
+    """
+    import dffcore_plugins
+
+    import dffcore
+
+    for module, folder in ((dffcore, ROOT / "dffcore"), (dffcore_plugins, ROOT / "plugins")):
+        where = Path(module.__file__).resolve().parent
+        if where != folder:
+            raise pytest.UsageError(
+                f"{module.__name__} is imported from {where}, not from this checkout "
+                f"({folder}): install it editable with pip install -e '.[test]'"
+            )
+
+
 def dff(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    """Run the ``dff`` command line in a subprocess, as a user would."""
-    exe = shutil.which("dff", path=str(Path(sys.executable).parent)) or shutil.which("dff")
+    """Run the ``dff`` command line of this environment in a subprocess, as a user would."""
+    exe = shutil.which("dff", path=str(Path(sys.executable).parent))
     cmd = [exe, *args] if exe else [sys.executable, "-m", "dffcore.cli", *args]
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)

@@ -80,6 +80,31 @@ def test_fits_recover_known_fractional_peaks() -> None:
     assert err["argmax"].max() <= 0.5 and err["argmax"].mean() == pytest.approx(0.25, abs=0.02)
 
 
+def test_argmax_ties_go_to_the_first_frame() -> None:
+    """Equal focus values at several frames: the argmax picks the lowest of them, for the
+    index and for the all-in-focus colour, also where the first tie is an invalid frame."""
+    n, h, w = 4, 6, 5
+    volume = np.zeros((n, h, w), np.float32)  # columns 0 and 4: all four frames tie
+    volume[1:, :, 1] = 2.0  # column 1: frames 1, 2, 3 tie above frame 0
+    volume[[0, 2], :, 2] = 3.0  # column 2: frames 0 and 2 tie
+    volume[[2, 3], :, 3] = 1.0  # column 3: frames 2 and 3 tie
+    valid = np.ones((n, h, w), bool)
+    valid[0, :, 4] = False  # column 4: frame 0 has no data, frame 1 is the first tie
+    frames = np.broadcast_to(
+        (10 * np.arange(1, n + 1, dtype=np.uint8))[:, None, None, None], (n, h, w, 3)
+    ).copy()  # frame k is grey 10 (k + 1)
+    res = _aggregate(Argmax, frames, volume, valid, sigma=0)
+    expected = [0, 1, 0, 2, 1]
+    np.testing.assert_array_equal(res.index, np.broadcast_to(expected, (h, w)))
+    np.testing.assert_array_equal(
+        res.all_in_focus[..., 0], np.broadcast_to(10 * (np.array(expected) + 1), (h, w))
+    )
+    # identical slices stay identical after smoothing: every pixel ties, frame 0 wins
+    same = np.broadcast_to(np.random.default_rng(0).random((h, w)), (n, h, w))
+    res = _aggregate(Argmax, frames, same, sigma=2)
+    assert np.all(res.index == 0) and np.all(res.all_in_focus == 10)
+
+
 @pytest.mark.parametrize("cls", ALL)
 def test_ends_of_the_stack(cls: type[Aggregator]) -> None:
     n = 8

@@ -16,9 +16,13 @@ from dffcore.core.components import Aggregator, Params
 from dffcore.core.errors import DffError, SpecError
 from dffcore.core.registry import Registry
 from dffcore.core.spec import load_spec
-from dffcore.eval import compare as cmp
+from dffcore.eval.cache import cache_key
+from dffcore.eval.compare import compare
+from dffcore.eval.sources import dataset_stacks, parse_size, synthetic_stacks
 from dffcore.eval.synth import SCENES, render_stack, write_stack
+from dffcore.eval.variants import PipelineVariant, parse_grid, pipeline_variants
 from dffcore.io.images import read_image, write_image
+from dffcore.report.figures import edge_crop
 
 from .conftest import data_folder, dff
 
@@ -146,10 +150,10 @@ def test_second_run_computes_only_the_new_pipeline(work: Path, two_runs: dict) -
     )
     assert "1 computed, 1 cached, 0 failed" in two_runs["second"].stdout
     # --force (Python API) recomputes both, with the same scores
-    variants = cmp.pipeline_variants([str(work / "cheap.yaml"), "fast"])
-    stacks = cmp.synthetic_stacks("default", frames=6, size=(48, 64))
+    variants = pipeline_variants([str(work / "cheap.yaml"), "fast"])
+    stacks = synthetic_stacks("default", frames=6, size=(48, 64))
     calls: list[tuple[str, int, int]] = []
-    forced = cmp.compare(variants, stacks, out, force=True, progress=lambda *a: calls.append(a))
+    forced = compare(variants, stacks, out, force=True, progress=lambda *a: calls.append(a))
     assert calls == [("compare", 1, 2), ("compare", 2, 2)]
     assert [r["cached"] for r in forced] == [False, False]
     assert all(cache_entries(out)[k] > after[k] for k in after)
@@ -205,7 +209,7 @@ def test_failed_runs_are_reported_and_the_others_complete(work: Path) -> None:
     assert (out / "depth_a.png").is_file() and not (out / "depth_b.png").exists()
     assert "failed: bad on a: regularize[0] (graphcut)" in proc.stdout
     with pytest.raises(DffError, match="report folder is inside the dataset"):
-        cmp.compare(cmp.pipeline_variants(["fast"]), cmp.dataset_stacks(data), data / "report")
+        compare(pipeline_variants(["fast"]), dataset_stacks(data), data / "report")
     assert not (data / "report").exists()
 
 
@@ -234,11 +238,11 @@ def test_internal_error_of_a_component_is_recorded(tmp_path: Path) -> None:
     reg.register(TestPlugin(), "test-boom")
     spec = {"align": "none", "focus": "lapm", "aggregate": "boom"}
     variants = [
-        cmp.PipelineVariant("boom", load_spec(spec, registry=reg)),
-        cmp.PipelineVariant("ok", load_spec({**spec, "aggregate": "argmax"}, registry=reg)),
+        PipelineVariant("boom", load_spec(spec, registry=reg)),
+        PipelineVariant("ok", load_spec({**spec, "aggregate": "argmax"}, registry=reg)),
     ]
-    stacks = cmp.synthetic_stacks(["default"], frames=4, size=(32, 40))
-    rows = cmp.compare(variants, stacks, tmp_path / "r")
+    stacks = synthetic_stacks(["default"], frames=4, size=(32, 40))
+    rows = compare(variants, stacks, tmp_path / "r")
     assert [r["status"] for r in rows] == ["failed", "done"]
     assert rows[0]["error"] == "RuntimeError: boom; second line"
     assert not (tmp_path / "r" / rows[0]["cache"]).exists()  # failures are not cached
@@ -246,7 +250,7 @@ def test_internal_error_of_a_component_is_recorded(tmp_path: Path) -> None:
 
 # -- 4. --grid ---------------------------------------------------------------------------
 def test_grid_expands_one_pipeline_into_named_variants(tmp_path: Path) -> None:
-    variants = cmp.pipeline_variants(
+    variants = pipeline_variants(
         ["fast"],
         overrides=["focus.params.window=5", "aggregate.params.sigma=9"],
         grid=["aggregate.params.sigma=1,2.5", "focus.params.window=3,7"],
@@ -260,30 +264,26 @@ def test_grid_expands_one_pipeline_into_named_variants(tmp_path: Path) -> None:
     got = [(v.spec.aggregate.params.sigma, v.spec.focus.params.window) for v in variants]
     assert got == [(1.0, 3), (1.0, 7), (2.5, 3), (2.5, 7)]  # the grid wins over --set
     assert variants[0].spec.align.name == "ecc"  # the rest of fast.yaml is kept
-    assert cmp.parse_grid("regularize[0].params.w=[1,2],[3,4]") == (
+    assert parse_grid("regularize[0].params.w=[1,2],[3,4]") == (
         "regularize[0].params.w",
         ["[1,2]", "[3,4]"],
     )
     with pytest.raises(DffError, match=r"expands one pipeline.*2 are named"):
-        cmp.pipeline_variants(["fast", "best"], grid=["aggregate.params.sigma=1,2"])
+        pipeline_variants(["fast", "best"], grid=["aggregate.params.sigma=1,2"])
     with pytest.raises(DffError, match="expected KEY=V1,V2"):
-        cmp.pipeline_variants(["fast"], grid=["aggregate.params.sigma"])
+        pipeline_variants(["fast"], grid=["aggregate.params.sigma"])
     with pytest.raises(DffError, match="given twice"):
-        cmp.pipeline_variants(
-            ["fast"], grid=["aggregate.params.sigma=1", "aggregate.params.sigma=2"]
-        )
+        pipeline_variants(["fast"], grid=["aggregate.params.sigma=1", "aggregate.params.sigma=2"])
     with pytest.raises(DffError, match="empty value"):
-        cmp.pipeline_variants(["fast"], grid=["aggregate.params.sigma=1,,2"])
+        pipeline_variants(["fast"], grid=["aggregate.params.sigma=1,,2"])
     with pytest.raises(SpecError, match=r"aggregate\.params\.sigma"):
-        cmp.pipeline_variants(["fast"], grid=["aggregate.params.sigma=1,-1"])
-    names = [v.name for v in cmp.pipeline_variants(["fast", "fast", "best"])]
+        pipeline_variants(["fast"], grid=["aggregate.params.sigma=1,-1"])
+    names = [v.name for v in pipeline_variants(["fast", "fast", "best"])]
     assert names == ["fast", "fast-2", "best"]
     # the variants run under their names, each with its own cache entry
     (tmp_path / "cheap.yaml").write_text(CHEAP)
-    grid = cmp.pipeline_variants([tmp_path / "cheap.yaml"], grid=["aggregate.params.sigma=0,2"])
-    rows = cmp.compare(
-        grid, cmp.synthetic_stacks("default", frames=4, size=(32, 40)), tmp_path / "r"
-    )
+    grid = pipeline_variants([tmp_path / "cheap.yaml"], grid=["aggregate.params.sigma=0,2"])
+    rows = compare(grid, synthetic_stacks("default", frames=4, size=(32, 40)), tmp_path / "r")
     assert [r["pipeline"] for r in rows] == [
         "cheap[aggregate.params.sigma=0]",
         "cheap[aggregate.params.sigma=2]",
@@ -293,33 +293,33 @@ def test_grid_expands_one_pipeline_into_named_variants(tmp_path: Path) -> None:
 
 
 def test_stack_sources_and_options() -> None:
-    assert [s.name for s in cmp.synthetic_stacks("all")] == list(SCENES)
-    assert [s.name for s in cmp.synthetic_stacks("slant,default,slant")] == ["slant", "default"]
+    assert [s.name for s in synthetic_stacks("all")] == list(SCENES)
+    assert [s.name for s in synthetic_stacks("slant,default,slant")] == ["slant", "default"]
     with pytest.raises(DffError, match=r"unknown scene.*Did you mean 'planes'"):
-        cmp.synthetic_stacks("plane")
-    a, b = (cmp.synthetic_stacks("default", noise=n)[0] for n in (0.0, 2.0))
-    variant = cmp.pipeline_variants(["fast"])[0]
-    assert cmp.cache_key(variant.spec, a.identity) != cmp.cache_key(variant.spec, b.identity)
-    assert cmp.parse_size("48x64") == (48, 64)
+        synthetic_stacks("plane")
+    a, b = (synthetic_stacks("default", noise=n)[0] for n in (0.0, 2.0))
+    variant = pipeline_variants(["fast"])[0]
+    assert cache_key(variant.spec, a.identity) != cache_key(variant.spec, b.identity)
+    assert parse_size("48x64") == (48, 64)
     with pytest.raises(DffError, match="expected HxW"):
-        cmp.parse_size("48-64")
+        parse_size("48-64")
 
 
 def test_edge_crop_by_hand() -> None:
     truth = np.zeros((200, 300), np.float32)
     truth[:, 70:] = 3.0  # np.gradient is 1.5 at columns 69 and 70; the first wins
-    assert cmp.edge_crop(truth) == (69 - 64, 0, 128, 128)
+    assert edge_crop(truth) == (69 - 64, 0, 128, 128)
     truth[:] = 0
     truth[:, 100:] = 1.0  # a weak edge ...
     truth[:, 290:] = 5.0  # ... and a strong one near the right border: the box stays inside
-    assert cmp.edge_crop(truth) == (300 - 128, 0, 128, 128)
+    assert edge_crop(truth) == (300 - 128, 0, 128, 128)
     truth[:] = 0
     truth[100:, :] = 2.0  # horizontal edge: rows 99 and 100, first pixel (99, 0)
-    assert cmp.edge_crop(truth) == (0, 99 - 64, 128, 128)
+    assert edge_crop(truth) == (0, 99 - 64, 128, 128)
     truth[:] = 0
     truth[150:, :] = 2.0  # (149, 0): y0 = 85 would overflow the 200 rows, so 200 - 128
-    assert cmp.edge_crop(truth) == (0, 200 - 128, 128, 128)
-    assert cmp.edge_crop(np.zeros((50, 60))) == (0, 0, 60, 50)  # no edge, smaller image
+    assert edge_crop(truth) == (0, 200 - 128, 128, 128)
+    assert edge_crop(np.zeros((50, 60))) == (0, 0, 60, 50)  # no edge, smaller image
 
 
 # -- 5. the HCI disparity protocol on a hand-made replica -------------------------------

@@ -6,7 +6,6 @@ written out here); file names, HDF5 keys, dtypes and axis order copy the real da
 
 from __future__ import annotations
 
-import base64
 import sys
 from pathlib import Path
 
@@ -237,18 +236,22 @@ def test_ddff12_errors(tmp_path):
 
 
 # -- FoD500 ------------------------------------------------------------------------------
-# A 16x24 half-float ZIP-compressed EXR written by the official OpenEXR 3.5 bindings:
-# R = 1.0 except R[2,3]=0.3, R[4,5]=1.5, R[6,7]=0.75, R[8,9]=0, R[20,11]=inf; G=0.5; B=9.
-FOD_EXR = base64.b64decode(
-    "di8xAQIAAABjaGFubmVscwBjaGxpc3QANwAAAEIAAQAAAAAAAAABAAAAAQAAAEcAAQAAAAAAAAABAAAAAQAAAFIA"
-    "AQAAAAAAAAABAAAAAQAAAABjb21wcmVzc2lvbgBjb21wcmVzc2lvbgABAAAAA2RhdGFXaW5kb3cAYm94MmkAEAAA"
-    "AAAAAAAAAAAADwAAABcAAABkaXNwbGF5V2luZG93AGJveDJpABAAAAAAAAAAAAAAAA8AAAAXAAAAbGluZU9yZGVy"
-    "AGxpbmVPcmRlcgABAAAAAHBpeGVsQXNwZWN0UmF0aW8AZmxvYXQABAAAAAAAgD9zY3JlZW5XaW5kb3dDZW50ZXIA"
-    "djJmAAgAAAAAAAAAAAAAAHNjcmVlbldpbmRvd1dpZHRoAGZsb2F0AAQAAAAAAIA/dHlwZQBzdHJpbmcADQAAAHNj"
-    "YW5saW5laW1hZ2UAZgEAAAAAAADMAQAAAAAAAAAAAABeAAAAeF5raEAFDGh8dIAuTwX1vpuROESoRwGj6vGDUfX4"
-    "wQk0fgEavwWN34PGp4L6ig4kPhHqUQBR6pvq4Hyi1CMBItXXNUH5RKqHA6LVu+xpaCBFPRSMqkcF6OoBxI3w2xAA"
-    "AAAvAAAAeF5raEAFDGh8dIAuP6oeFZCq/gQavwCN34LG70HjDyH1BxxIU9/QQAf1AEIQeMw="
-)
+def write_exr(path: Path, channels: dict[str, np.ndarray], compression: str = "ZIP") -> None:
+    """Write a scanline EXR with the official OpenEXR bindings (the ``exr`` extra)."""
+    openexr = pytest.importorskip("OpenEXR")
+    header = {
+        "compression": getattr(openexr, f"{compression}_COMPRESSION"),
+        "type": openexr.scanlineimage,
+    }
+    with openexr.File(header, channels) as f:
+        f.write(str(path))
+
+
+def fod_depth() -> dict[str, np.ndarray]:
+    """FoD500-like depth: half-float R = 1 except a few pixels (0 and inf: no surface)."""
+    r = np.ones((H, W), np.float16)
+    r[2, 3], r[4, 5], r[6, 7], r[8, 9], r[20, 11] = 0.3, 1.5, 0.75, 0.0, np.inf
+    return {"R": r, "G": np.full((H, W), 0.5, np.float16), "B": np.full((H, W), 9, np.float16)}
 
 
 def make_fod(folder: Path, scenes: int = 2) -> None:
@@ -256,7 +259,7 @@ def make_fod(folder: Path, scenes: int = 2) -> None:
     for s in range(scenes):
         for k in range(5):
             write_image(folder / f"{s:06d}_{k:02d}All.tif", frame(100 * s + 20 * k))
-        (folder / f"{s:06d}Dpt.exr").write_bytes(FOD_EXR)
+        write_exr(folder / f"{s:06d}Dpt.exr", fod_depth())
         write_image(folder / f"{s:06d}Aif.tif", frame(100 * s + 3))
 
 
@@ -288,18 +291,57 @@ def test_fod500_errors(tmp_path, monkeypatch):
     with pytest.raises(DffError) as e:
         ds.load("000001")
     assert "000001" in one_line_error(e) and "4 focal images" in str(e.value)
-    # the same file declared PIZ-compressed, with neither OpenEXR nor an EXR-enabled OpenCV
-    data = bytearray(FOD_EXR)
-    data[data.index(b"compression\0compression\0") + 28] = 4
-    piz = tmp_path / "piz.exr"
-    piz.write_bytes(bytes(data))
-    monkeypatch.setitem(sys.modules, "OpenEXR", None)
+    monkeypatch.setitem(sys.modules, "OpenEXR", None)  # as if OpenEXR were not installed
     with pytest.raises(DffError) as e:
-        read_exr_channel(piz)
-    assert "PIZ" in one_line_error(e) and "piz.exr" in str(e.value)
+        ds.load("000000")
+    msg = one_line_error(e)
+    assert "000000Dpt.exr" in msg and "pip install 'dffcore[exr]'" in msg
+
+
+@pytest.mark.parametrize(
+    ("dtype", "compression"),
+    [(np.float16, "ZIP"), (np.float32, "PIZ"), (np.float32, "ZIPS"), (np.uint32, "RLE")],
+)
+def test_read_exr_channel_round_trip(tmp_path, dtype, compression):
+    rng = np.random.default_rng(0)
+    values = (rng.random((H, W)) * 100).astype(dtype)
+    other = np.full((H, W), 7, dtype)
+    path = tmp_path / f"{compression}.exr"
+    write_exr(path, {"B": other, "R": values, "Z": other}, compression)
+    got = read_exr_channel(path)  # R before Z
+    assert got.dtype == np.float32 and got.shape == (H, W)
+    assert np.array_equal(got, values.astype(np.float32))
+    shifted = values + dtype(1)
+    write_exr(path, {"A": other, "Y": values, "Z": shifted}, compression)
+    assert np.array_equal(read_exr_channel(path), shifted.astype(np.float32))  # Z before Y
+    assert np.array_equal(read_exr_channel(path, prefer=("Y",)), values.astype(np.float32))
+    write_exr(path, {"depth": values, "A": other}, compression)
+    assert np.array_equal(read_exr_channel(path), other.astype(np.float32))  # first: A
+
+
+def test_read_exr_channel_errors(tmp_path, monkeypatch):
+    path = tmp_path / "d.exr"
+    write_exr(path, fod_depth(), "PIZ")
+    data = path.read_bytes()
+    (tmp_path / "cut.exr").write_bytes(data[: len(data) // 2])
+    (tmp_path / "header.exr").write_bytes(data[:40])
+    (tmp_path / "text.exr").write_text("not an image")
+    write_image(tmp_path / "a.tif", frame(3))
+    for name, why in [
+        ("cut.exr", "damaged or truncated"),
+        ("header.exr", "damaged or truncated"),
+        ("text.exr", "not an OpenEXR file"),
+        ("a.tif", "not an OpenEXR file"),
+        ("missing.exr", "no such file"),
+    ]:
+        with pytest.raises(DffError) as e:
+            read_exr_channel(tmp_path / name)
+        assert name in one_line_error(e) and why in str(e.value), (name, str(e.value))
+    monkeypatch.setitem(sys.modules, "OpenEXR", None)  # as if OpenEXR were not installed
     with pytest.raises(DffError) as e:
-        read_exr_channel(tmp_path / "000000Aif.tif")
-    assert "not an OpenEXR file" in one_line_error(e)
+        read_exr_channel(path)
+    msg = one_line_error(e)
+    assert "d.exr" in msg and "pip install 'dffcore[exr]'" in msg and "dffcore[datasets]" in msg
 
 
 # -- detection and generic errors ---------------------------------------------------

@@ -244,3 +244,168 @@ def test_gaussian_prefilter_blurs_before_the_operator(texture: np.ndarray) -> No
         rtol=1e-5,
         atol=1e-9,
     )
+
+
+# --- hand-computed values: variance, derivative, statistics and wavelet measures -----------
+
+
+def _window(image: np.ndarray, y: int, x: int, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` window of a 2-D array centred on (y, x), as float64."""
+    r = size // 2
+    return image[y - r : y + r + 1, x - r : x + r + 1].astype(np.float64)
+
+
+def _correlate3(image: np.ndarray, kernel: np.ndarray, y: int, x: int) -> float:
+    """Σ kernel[i, j] · image[y + i − 1, x + j − 1]: one 3x3 correlation at an interior pixel."""
+    return float((_window(image, y, x, 3) * np.asarray(kernel, np.float64)).sum())
+
+
+def _random_patch(seed: int = 11, size: int = 12) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0.1, 0.9, (size, size)).astype(np.float32)
+
+
+def test_mslog_of_a_point_and_of_a_paraboloid() -> None:
+    """mslog is the product over scales of the window-smoothed |LoG|."""
+    # no pre-blur (kernel 1), no window: |Laplacian| apertures 1 and 3 at the point are
+    # |−4| (kernel [[0,1,0],[1,−4,1],[0,1,0]]) and |−8| (kernel [[2,0,2],[0,−8,0],[2,0,2]])
+    out = _measure("mslog", _point(9), scales=[(1, 1), (1, 3)], window_sigma=0)
+    assert out[4, 4] == pytest.approx(4 * 8)
+    assert out[4, 5] == 0  # aperture 3 is 0 at an edge neighbour
+    # one scale, a Gaussian window σ = 1 (7 taps): Σ G · |ΔI| over the point's response
+    t = np.arange(-3, 4, dtype=np.float64)
+    g = np.exp(-(t**2) / 2)
+    g /= g.sum()
+    one = _measure("mslog", _point(9), scales=[(1, 1)], window_sigma=1.0)
+    assert one[4, 4] == pytest.approx(g[3] * g[3] * 4 + 4 * g[3] * g[4] * 1, rel=1e-5)
+    # I = c (x² + y²): any blur keeps the Laplacian constant; OpenCV's aperture-k Laplacian is
+    # the sum of the Sobel second derivatives d2 ⊗ s, which map x² to Σ d2[a] a² · Σ s:
+    # aperture 3: d2 = [1, −2, 1], s = [1, 2, 1] -> 2 · 4 = 8 per axis, 16 in all;
+    # aperture 5: d2 = [1, 0, −2, 0, 1], s = [1, 4, 6, 4, 1] -> 8 · 16 = 128 per axis, 256.
+    c = 1e-3
+    yy, xx = np.mgrid[-12:12, -12:12].astype(np.float32)
+    paraboloid = (c * (xx**2 + yy**2)).astype(np.float32)[..., None]
+    out = _measure("mslog", paraboloid)  # defaults: scales (3, 3), (7, 5), window σ 1
+    assert out[12, 12] == pytest.approx((16 * c) * (256 * c), rel=1e-4)
+    assert out[10, 14] == pytest.approx((16 * c) * (256 * c), rel=1e-4)
+
+
+def test_lapv_of_a_point() -> None:
+    """lapv is the window variance of the 4-neighbour Laplacian (−4 at the point, 1 beside)."""
+    out = _measure("lapv", _point(9), window=3)
+    # centre: values 0, 1, 0 / 1, −4, 1 / 0, 1, 0: mean 0, mean of squares 20/9
+    assert out[4, 4] == pytest.approx(20 / 9, rel=1e-5)
+    # one to the right: 1, 0, 0 / −4, 1, 0 / 1, 0, 0: mean −1/9, mean of squares 19/9
+    assert out[4, 5] == pytest.approx(19 / 9 - (1 / 9) ** 2, rel=1e-5)
+    assert out[0, 0] == pytest.approx(0, abs=1e-7)
+    # a random patch against the formula written out
+    img = _random_patch()
+    lap = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    out = _measure("lapv", img[..., None], window=3)
+    for y, x in ((5, 5), (6, 4)):
+        vals = [_correlate3(img, lap, y + i, x + j) for i in (-1, 0, 1) for j in (-1, 0, 1)]
+        assert out[y, x] == pytest.approx(np.var(vals), rel=1e-4)
+
+
+def test_tenv_of_a_point() -> None:
+    """tenv is the window variance of the Sobel gx² + gy², not its mean (that is teng)."""
+    # gx² + gy² around the point: 0 at it, 2² = 4 at its 4 edge neighbours, 1 + 1 = 2 at
+    # its 4 diagonal neighbours
+    out = _measure("tenv", _point(9), window=3)
+    mean, mean_sq = (4 * 4 + 4 * 2) / 9, (4 * 4**2 + 4 * 2**2) / 9
+    assert out[4, 4] == pytest.approx(mean_sq - mean**2, rel=1e-5)  # 16/9, teng: 24/9
+    # one to the right: 4, 0, 4 in its left column, 2, 4, 2 in its middle one, 0s
+    mean, mean_sq = (4 + 4 + 2 + 4 + 2) / 9, (16 + 16 + 4 + 16 + 4) / 9
+    assert out[4, 5] == pytest.approx(mean_sq - mean**2, rel=1e-5)  # 248/81
+    img = _random_patch(12)
+    sx = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    out = _measure("tenv", img[..., None], window=3)
+    for y, x in ((5, 5), (6, 4)):
+        energy = [
+            _correlate3(img, sx, y + i, x + j) ** 2 + _correlate3(img, sx.T, y + i, x + j) ** 2
+            for i in (-1, 0, 1)
+            for j in (-1, 0, 1)
+        ]
+        assert out[y, x] == pytest.approx(np.var(energy), rel=1e-4)
+
+
+def test_gder_of_a_ramp_and_of_a_point() -> None:
+    """gder: (I ∗ ∂G/∂x)² + (I ∗ ∂G/∂y)², the derivative filter scaled to slope 1 on a ramp."""
+    yy, xx = np.mgrid[0:16, 0:16].astype(np.float32)
+    ramp = (0.02 * xx + 0.01 * yy)[..., None]
+    out = _measure("gder", ramp, window=3)  # σ 1: kernels of 7 taps
+    assert out[8, 8] == pytest.approx(0.02**2 + 0.01**2, rel=1e-4)
+    # the point: at (4, 5) only the x derivative is non-zero, d[−1] · g[0], with
+    # g the normalised Gaussian and d = t·g scaled so that Σ t · d = 1
+    t = np.arange(-3, 4, dtype=np.float64)
+    g = np.exp(-(t**2) / 2)
+    g /= g.sum()
+    d = t * g / (t * t * g).sum()
+    out = _measure("gder", _point(9), window=1)
+    assert out[4, 5] == pytest.approx((d[3 - 1] * g[3]) ** 2, rel=1e-5)
+    assert out[5, 6] == pytest.approx((d[3 - 2] * g[3 - 1]) ** 2 + (g[3 - 2] * d[3 - 1]) ** 2)
+    assert out[4, 4] == pytest.approx(0, abs=1e-12)
+
+
+def test_glvn_of_a_point_on_grey() -> None:
+    """glvn is the window variance over the window mean."""
+    frame = np.full((9, 9, 1), 0.5, np.float32)
+    frame[4, 4] = 1.0
+    mean, mean_sq = (8 * 0.5 + 1.0) / 9, (8 * 0.25 + 1.0) / 9
+    out = _measure("glvn", frame, window=3)
+    assert out[4, 4] == pytest.approx((mean_sq - mean**2) / mean, rel=1e-4)  # 2/45
+    assert out[0, 0] == pytest.approx(0, abs=1e-7)
+    # a black image: the mean's floor (1e-3) keeps it 0, not NaN
+    assert np.all(_measure("glvn", np.zeros((9, 9, 1), np.float32), window=3) == 0)
+
+
+def test_glll_of_a_point() -> None:
+    """glll is the window variance of the window variance."""
+    v = 1 / 9 - (1 / 9) ** 2  # the 3x3 variance of every window holding the point
+    out = _measure("glll", _point(9), window=3)
+    assert out[4, 4] == pytest.approx(0, abs=1e-9)  # its window sees v 9 times
+    assert out[4, 5] == pytest.approx(6 / 9 * v**2 - (6 / 9 * v) ** 2, rel=1e-4)
+    assert out[5, 5] == pytest.approx(4 / 9 * v**2 - (4 / 9 * v) ** 2, rel=1e-4)
+
+
+def test_acmo_of_a_point() -> None:
+    """acmo: window mean of |I − μ|, μ the window mean around each pixel (as documented)."""
+    # μ is 1/9 on the point's 3x3 neighbourhood: |I − μ| is 8/9 at the point, 1/9 beside it
+    out = _measure("acmo", _point(9), window=3)
+    assert out[4, 4] == pytest.approx((8 / 9 + 8 * (1 / 9)) / 9, rel=1e-5)
+    assert out[4, 5] == pytest.approx((8 / 9 + 5 * (1 / 9)) / 9, rel=1e-5)
+    assert out[1, 1] == pytest.approx(0, abs=1e-7)
+    assert np.all(_measure("acmo", np.full((9, 9, 1), 0.3, np.float32), window=3) < 1e-7)
+
+
+def test_wavs_of_a_ramp_a_checkerboard_and_a_point() -> None:
+    """wavs: window mean of |LH| + |HL| + |HH| of the 2x2 Haar block [[a, b], [c, d]]:
+    (a − b + c − d)/2, (a + b − c − d)/2, (a − b − c + d)/2."""
+    yy, xx = np.mgrid[0:9, 0:9].astype(np.float32)
+    # a ramp I = 0.03 x + 0.02 y: |−2·0.03/2| + |−2·0.02/2| + 0
+    out = _measure("wavs", (0.03 * xx + 0.02 * yy)[..., None], window=3)
+    assert out[4, 4] == pytest.approx(0.03 + 0.02, rel=1e-4)
+    # a checkerboard ±h: only the diagonal detail, |(h + h + h + h)/2| = 2h
+    h = 0.1
+    board = (0.5 + h * (-1.0) ** (xx + yy)).astype(np.float32)[..., None]
+    assert _measure("wavs", board, window=3)[4, 4] == pytest.approx(2 * h, rel=1e-4)
+    # the point: every block holding it has three details of magnitude 1/2 (4 blocks, whose
+    # top-left pixels are (3..4, 3..4))
+    out = _measure("wavs", _point(9), window=1)
+    assert out[3, 3] == out[3, 4] == out[4, 3] == pytest.approx(1.5)
+    assert out[4, 4] == pytest.approx(1.5) and out[2, 2] == 0 and out[5, 5] == 0
+    assert _measure("wavs", _point(9), window=3)[4, 4] == pytest.approx(4 * 1.5 / 9, rel=1e-5)
+
+
+def test_wavv_of_a_ramp_a_checkerboard_and_a_point() -> None:
+    """wavv: Σ over |LH|, |HL|, |HH| of their window variance."""
+    yy, xx = np.mgrid[0:9, 0:9].astype(np.float32)
+    # constant details: no variance
+    assert _measure("wavv", (0.03 * xx + 0.02 * yy)[..., None], window=3)[4, 4] < 1e-9
+    board = (0.5 + 0.1 * (-1.0) ** (xx + yy)).astype(np.float32)[..., None]
+    assert _measure("wavv", board, window=3)[4, 4] < 1e-9
+    # the point: each detail is 1/2 on the 4 pixels (3..4, 3..4), 0 elsewhere
+    out = _measure("wavv", _point(9), window=3)
+    # at (4, 4) the window holds all 4: mean 4/18, mean of squares 4/36
+    assert out[4, 4] == pytest.approx(3 * (4 / 36 - (4 / 18) ** 2), rel=1e-4)  # 5/27
+    # at (2, 2) it holds one: mean 1/18, mean of squares 1/36
+    assert out[2, 2] == pytest.approx(3 * (1 / 36 - (1 / 18) ** 2), rel=1e-4)  # 2/27

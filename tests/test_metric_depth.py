@@ -24,7 +24,6 @@ from dffcore.io.pointcloud import (
     depth_to_points,
     intrinsics_from_35mm,
     intrinsics_from_fov,
-    read_ply,
     stack_intrinsics,
     write_ply,
 )
@@ -217,6 +216,16 @@ def test_png_text_chunks_are_valid_and_keep_16_bits(tmp_path: Path) -> None:
 
 
 # -- a classic run with --ply on the synthetic stack ----------------------------------
+def ply_vertices(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Vertices of a PLY file read by ``plyfile``: (M,3) points and (M,3) colours or None."""
+    plyfile = pytest.importorskip("plyfile")
+    vertex = plyfile.PlyData.read(str(path), mmap=False)["vertex"].data
+    points = np.stack([vertex[a] for a in "xyz"], axis=1)
+    if "red" not in vertex.dtype.names:
+        return points, None
+    return points, np.stack([vertex[c] for c in ("red", "green", "blue")], axis=1)
+
+
 @pytest.fixture(scope="module")
 def ply_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("metric") / "out"
@@ -263,7 +272,7 @@ def test_point_cloud_reprojects_onto_the_depth_map(ply_run: Path) -> None:
 
     data = (ply_run / "points.ply").read_bytes()
     assert data.startswith(b"ply\nformat binary_little_endian 1.0\n")
-    points, colours = read_ply(ply_run / "points.ply")
+    points, colours = ply_vertices(ply_run / "points.ply")
     kept = conf > 0
     assert 0 < kept.sum() < kept.size  # the run has unreliable pixels to leave out
     assert points.shape == (kept.sum(), 3) and points.dtype == np.float32
@@ -342,18 +351,21 @@ def test_intrinsics_from_35mm_fov_and_stack(
     assert any("approximate" in r.message for r in caplog.records)
 
 
-def test_read_ply_ascii_and_errors(tmp_path: Path) -> None:
-    ascii_ply = tmp_path / "a.ply"
-    ascii_ply.write_text(
-        "ply\nformat ascii 1.0\ncomment hand made\n"
-        "element vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
-        "property float nx\nproperty uchar red\nproperty uchar green\nproperty uchar blue\n"
-        "element face 1\nproperty list uchar int vertex_indices\nend_header\n"
-        "1 2 3 0 10 20 30\n-1.5 0.25 4 1 255 0 7\n3 0 1 1\n"
-    )
-    points, colours = read_ply(ascii_ply)
-    assert points.tolist() == [[1, 2, 3], [-1.5, 0.25, 4]]
-    assert colours.tolist() == [[10, 20, 30], [255, 0, 7]]
+def test_write_ply_is_read_by_plyfile(tmp_path: Path) -> None:
+    plyfile = pytest.importorskip("plyfile")
+    points = np.array([[1, 2, 3], [-1.5, 0.25, 4], [0, 0, 1e-3]], np.float32)
+    colours = np.array([[10, 20, 30], [255, 0, 7], [0, 0, 0]], np.uint8)
+    write_ply(tmp_path / "a.ply", points, colours, ["dffcore test", "two\nlines"])
+    ply = plyfile.PlyData.read(str(tmp_path / "a.ply"), mmap=False)
+    assert not ply.text and ply.byte_order == "<"
+    assert ply.comments == ["dffcore test", "two lines"]
+    assert [e.name for e in ply.elements] == ["vertex"] and ply["vertex"].count == 3
+    vertex = ply["vertex"].data
+    assert vertex.dtype.descr == [
+        ("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "|u1"), ("green", "|u1"), ("blue", "|u1")
+    ]  # fmt: skip
+    got_points, got_colours = ply_vertices(tmp_path / "a.ply")
+    assert np.array_equal(got_points, points) and np.array_equal(got_colours, colours)
 
     write_ply(tmp_path / "b.ply", np.array([[1.5, -2, 3]], np.float32))  # no colours
     assert (tmp_path / "b.ply").read_bytes() == (
@@ -361,15 +373,16 @@ def test_read_ply_ascii_and_errors(tmp_path: Path) -> None:
         b"property float x\nproperty float y\nproperty float z\nend_header\n"
         + struct.pack("<fff", 1.5, -2, 3)
     )
-    points, colours = read_ply(tmp_path / "b.ply")
+    points, colours = ply_vertices(tmp_path / "b.ply")
     assert points.tolist() == [[1.5, -2, 3]] and colours is None
+    write_ply(tmp_path / "c.ply", np.zeros((0, 3)), np.zeros((0, 3), np.uint8))  # empty cloud
+    assert plyfile.PlyData.read(str(tmp_path / "c.ply"), mmap=False)["vertex"].count == 0
 
-    (tmp_path / "c.ply").write_bytes((tmp_path / "b.ply").read_bytes()[:-1])
-    (tmp_path / "d.ply").write_text("solid cube\n")
-    for name, words in (("c.ply", "truncated"), ("d.ply", "not a PLY"), ("e.ply", "cannot")):
-        with pytest.raises(DffError, match=words) as err:
-            read_ply(tmp_path / name)
-        assert "\n" not in str(err.value) and name in str(err.value)
+    for bad, colours in ((np.zeros((2, 2)), None), (np.zeros((2, 3)), np.zeros((3, 3)))):
+        with pytest.raises(DffError) as err:
+            write_ply(tmp_path / "d.ply", bad, colours)
+        assert "\n" not in str(err.value) and "d.ply" in str(err.value)
+    assert not (tmp_path / "d.ply").exists()
 
 
 def test_diopter_sidecar_gives_depth_metres_png_in_millimetres(
@@ -391,5 +404,58 @@ def test_diopter_sidecar_gives_depth_metres_png_in_millimetres(
     mm = read_image(tmp_path / "out" / "depth_metres.png")[..., 0]
     conf = np.load(tmp_path / "out" / "confidence.npy")
     assert np.array_equal(mm, np.where(conf > 0, np.rint(1000 / diopters), 0))
-    points, _ = read_ply(tmp_path / "out" / "points.ply")
+    points, _ = ply_vertices(tmp_path / "out" / "points.ply")
     assert np.allclose(np.sort(points[:, 2]), np.sort(1 / diopters[conf > 0]), rtol=1e-6)
+
+
+# -- fractional indices in metres: interpolated in diopters ---------------------------
+def test_index_to_depth_in_metres_interpolates_in_diopters() -> None:
+    """Between slices focused at 1 m and 0.5 m (1 and 2 D), index 0.5 is 1.5 D = 2/3 m,
+    not the 0.75 m halfway in metres."""
+    metres = index_to_depth(np.array([0.0, 0.5, 1.0, 0.25]), np.array([1.0, 0.5]), "m")
+    np.testing.assert_allclose(metres, [1.0, 1 / 1.5, 0.5, 1 / 1.25], rtol=1e-6)
+    # 2 m, 1 m, 0.25 m are 0.5, 1, 4 D: index 1.5 is 2.5 D = 0.4 m (in metres: 0.625)
+    three = index_to_depth(np.array([[1.5, 0.5]]), np.array([2.0, 1.0, 0.25]), "m")
+    np.testing.assert_allclose(three, [[0.4, 1 / 0.75]], rtol=1e-6)
+
+
+#: focus distances (m) of the 8 synthetic frames in the tests below, near to far
+SWEEP_M = [0.4, 0.5, 0.6, 0.8, 1.0, 1.2, 1.6, 2.0]
+
+
+def _expected_metres(index: np.ndarray, distances: list[float]) -> np.ndarray:
+    """1 / ((1 − f) / z_k + f / z_{k+1}) for index k + f: linear in diopters, by hand."""
+    z = np.asarray(distances, np.float64)
+    k = np.clip(np.floor(index).astype(int), 0, len(z) - 2)
+    f = index.astype(np.float64) - k
+    return 1.0 / ((1 - f) / z[k] + f / z[k + 1])
+
+
+def test_estimate_gives_metres_interpolated_in_diopters(synth: SynthStack) -> None:
+    """A full run with sub-frame depths: each pixel's metres follow its fractional index."""
+    pipeline = {"align": "none", "focus": "lapm", "aggregate": "gaussian"}
+    result = dffcore.estimate(synth.frames, pipeline, focus_distances=SWEEP_M, jobs=1)
+    frac = result.index - np.floor(result.index)
+    assert ((frac > 0.2) & (frac < 0.8)).mean() > 0.2  # many pixels between two slices
+    expected = _expected_metres(result.index, SWEEP_M)
+    np.testing.assert_allclose(result.depth, expected, rtol=1e-5)
+    # halfway between 0.4 m and 0.5 m in metres would be 0.45 m; in diopters 0.444 m
+    assert np.abs(result.depth - np.interp(result.index, np.arange(8), SWEEP_M)).max() > 0.005
+
+
+def test_metres_sidecar_gives_depth_interpolated_in_diopters(
+    synth: SynthStack, tmp_path: Path
+) -> None:
+    """focus_distances.txt in metres, read with the stack: the run's depth is in diopters
+    between slices too."""
+    for k, frame in enumerate(synth.frames):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), frame[..., ::-1])
+    lines = "".join(f"{z}\n" for z in SWEEP_M)
+    (tmp_path / "focus_distances.txt").write_text("# unit: m\n" + lines)
+    stack = dffcore.read_stack(tmp_path)
+    assert stack.focus_unit == "m" and stack.focus_distances.tolist() == SWEEP_M
+    spec = dffcore.load_spec({"align": "none", "focus": "lapm", "aggregate": "parabolic"})
+    run = dffcore.run_pipeline(spec, stack, jobs=1)
+    np.testing.assert_allclose(
+        run.result.depth, _expected_metres(run.result.index, SWEEP_M), rtol=1e-5
+    )

@@ -1,7 +1,12 @@
-"""The wheel installs plugins/ as dffcore_plugins (never a top-level `plugins`)."""
+"""The wheel installs plugins/ as dffcore_plugins (never a top-level `plugins`).
+
+The wheel is built from a copy of the sources in a temporary folder, so the build leaves
+no ``build/`` or ``*.egg-info`` in the checkout.
+"""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,9 +15,20 @@ import pytest
 
 from .conftest import ROOT
 
+#: what the build needs from the checkout
+SOURCES = ("dffcore", "plugins", "pipelines", "pyproject.toml", "README.md")
+
 
 @pytest.fixture(scope="module")
 def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    before = sorted(p.name for p in ROOT.iterdir())
+    src = tmp_path_factory.mktemp("src")
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+            shutil.copytree(ROOT / name, src / name, ignore=ignore)
+        else:
+            shutil.copy2(ROOT / name, src / name)
     out = tmp_path_factory.mktemp("wheel")
     proc = subprocess.run(
         [
@@ -26,19 +42,26 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
             "--quiet",
             "-w",
             str(out),
-            str(ROOT),
+            str(src),
         ],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in ROOT.iterdir()) == before  # no build/ or *.egg-info here
     (wheel,) = out.glob("dffcore-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         names.add("ENTRY_POINTS:" + zf.read(entry).decode())
         return names
+
+
+def test_every_dffcore_module_is_in_the_wheel(wheel_names: set[str]) -> None:
+    for module in (ROOT / "dffcore").rglob("*.py"):
+        rel = module.relative_to(ROOT).as_posix()
+        assert rel in wheel_names, rel
 
 
 def test_every_plugin_subpackage_is_in_the_wheel(wheel_names: set[str]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dffcore.ops.peaks import refine_index, subframe_offset
+from dffcore.core.data import FocusVolume
+from dffcore.ops.peaks import masked_slices, refine_index, scan_slices, subframe_offset
 
 
 def test_parabola_through_three_points() -> None:
@@ -36,3 +37,37 @@ def test_refine_index_on_a_volume_with_edges() -> None:
     labels = np.rint(centres).astype(int)
     out = refine_index(curves, labels, "gaussian")
     np.testing.assert_allclose(out, [[2.4, 0.0, 5.0]], atol=1e-4)  # ends keep their label
+
+
+def test_scan_ties_go_to_the_first_slice() -> None:
+    """The streaming argmax keeps the lowest slice among equal maxima; NaN never wins."""
+    nan = np.nan
+    # one row of 5 pixels, 4 slices; expected winners written by hand
+    slices = np.array(
+        [
+            [[0.0, 1.0, 2.0, nan, 5.0]],
+            [[0.0, 3.0, 2.0, 4.0, 5.0]],
+            [[0.0, 3.0, 1.0, 4.0, 5.0]],
+            [[0.0, 2.0, 2.0, 1.0, nan]],
+        ],
+        np.float32,
+    )
+    out = np.empty_like(slices)
+    scan = scan_slices(iter(slices), slices.shape, out)
+    assert scan.index.tolist() == [[0, 1, 0, 1, 0]]
+    assert scan.best.tolist() == [[0.0, 3.0, 2.0, 4.0, 5.0]]
+    assert scan.total.tolist() == [[0.0, 9.0, 7.0, 9.0, 15.0]]
+    assert scan.count.tolist() == [[4, 4, 4, 3, 3]]
+    np.testing.assert_array_equal(out, slices)
+
+
+def test_masked_slices_then_scan_ties_go_to_the_first_valid_slice() -> None:
+    """Invalid frames are NaN in ``masked_slices``; among the valid equal maxima the first
+    wins."""
+    data = np.array([[[7.0, 1.0]], [[7.0, 1.0]], [[7.0, 1.0]]], np.float32)
+    valid = np.ones(data.shape, bool)
+    valid[0, 0, 0] = False  # frame 0 has no data at pixel 0: frame 1 is the first tie
+    volume = FocusVolume(data, valid)
+    slices = list(masked_slices(volume, 0.0))
+    assert np.isnan(slices[0][0, 0]) and slices[1][0, 0] == 7.0
+    assert scan_slices(slices, data.shape).index.tolist() == [[1, 0]]

@@ -247,6 +247,71 @@ def test_joint_weighted_median_matches_a_per_pixel_reference(
     np.testing.assert_array_equal(fast, _reference_joint_median(img, guide, spatial, 0.2))
 
 
+def test_classic_weights_are_the_diamond_with_centre_five() -> None:
+    """The classic 7x7 kernel: weight max(0, 5 − |dy| − |dx|), 5 at the centre, 81 in all."""
+    dy, dx = np.mgrid[-3:4, -3:4]
+    np.testing.assert_array_equal(CLASSIC_WEIGHTS, np.maximum(0, 5 - np.abs(dy) - np.abs(dx)))
+    assert CLASSIC_WEIGHTS[3, 3] == 5 and CLASSIC_WEIGHTS.sum() == 81
+
+
+def test_classic_weighted_median_counts_the_centre_five_times() -> None:
+    """A 7x7 image whose centre pixel's window is the whole image (no border involved).
+
+    Ones on rows 0-2 (weights 4 + 9 + 16 = 29), at (3, 1) and (3, 2) (3 + 4) and at the
+    centre (5): 41 of 81, so the median (the 41st smallest value) is 1. With a centre
+    weight of 1 the ones would weigh 37 of 77, a minority: the median would be 0.
+    """
+    index = np.zeros((7, 7), np.float32)
+    index[:3] = 1
+    index[3, 1:4] = 1  # (3, 1), (3, 2) and the centre (3, 3)
+    assert weighted_median(index, CLASSIC_WEIGHTS)[3, 3] == 1
+    aif = np.zeros((7, 7, 3), np.uint8)
+    assert _wm({}, index, aif)[3, 3] == 1  # the component's classic filter
+    index[3, 3] = 0  # without the centre: 36 of 81 are ones
+    assert _wm({}, index, aif)[3, 3] == 0
+
+
+def test_weighted_median_context_grows_with_the_iterations() -> None:
+    """Each pass reads ``radius`` rows around a pixel: ``iterations`` passes need
+    radius · iterations rows of context, and with them a band equals the whole image."""
+    assert WeightedMedian({}).context() == 3
+    assert WeightedMedian({"iterations": 3}).context() == 3 * 3
+    assert WeightedMedian({"weights": "uniform", "radius": 2, "iterations": 4}).context() == 8
+    rng = np.random.default_rng(4)
+    h, w = 40, 24
+    index = rng.integers(0, 8, (h, w)).astype(np.float32)  # noisy: every pass moves values
+    aif = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    for params in ({"iterations": 3}, {"iterations": 3, "guide": "image"}):
+        whole = _wm(params, index, aif)
+        c = WeightedMedian(params).context()
+        a, b = 16, 24  # a band of rows, computed with c rows of context on each side
+        band = _wm(params, index[a - c : b + c], aif[a - c : b + c])[c : c + b - a]
+        np.testing.assert_array_equal(band, whole[a:b])
+
+
+def test_iterated_weighted_median_in_bands_equals_the_whole_image() -> None:
+    """A run in bands of 6 rows whose other stages declare little more context than they
+    need (a 3x3 Laplacian: 1 row; argmax without smoothing: 1): the overlap must come from
+    the weighted median's own declaration, which must cover its three passes."""
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (5, 48, 64, 1), dtype=np.uint8)
+    spec = dffcore.load_spec(
+        {
+            "align": "none",
+            "focus": {"name": "log", "params": {"gaussian_ksize": 1, "laplacian_ksize": 1}},
+            "aggregate": {"name": "argmax", "params": {"sigma": 0}},
+            "regularize": [{"name": "weighted-median", "params": {"iterations": 3}}],
+            "composite": "select",
+        }
+    )
+    stack = dffcore.FocalStack(frames)
+    whole = dffcore.run_pipeline(spec, stack)
+    banded = dffcore.run_pipeline(spec, stack, band_rows=6)
+    assert banded.plan["mode"] == "bands" and banded.plan["regions"] == 8
+    np.testing.assert_array_equal(banded.result.index, whole.result.index)
+    assert banded.plan["overlap_rows"] == 1 + 1 + 3 * 3  # focus, aggregate, 3 passes
+
+
 def test_classic_weights_need_radius_three() -> None:
     with pytest.raises(ValueError, match="radius 3"):
         WeightedMedian({"radius": 5})

@@ -1,4 +1,4 @@
-"""Base classes of the four kinds of pipeline component.
+"""Base classes of the five kinds of pipeline component (:data:`KINDS`).
 
 A component is a small class with a ``name``, a ``kind`` (the YAML stage key it
 serves), a pydantic ``Params`` model (defaults and one-line docs per field, unknown
@@ -7,7 +7,11 @@ keys rejected) and one call method:
 =========== ================================================================
 kind        what it receives and returns
 =========== ================================================================
-align       ``__call__(stack: FocalStack, ctx) -> AlignedStack``
+align       ``__call__(stack: FocalStack, ctx) -> AlignedStack`` whose
+            ``alignment`` describes the warp (transforms, crop,
+            interpolation, exposure): the engine replays it on full-size
+            frames under a memory budget. Subclass
+            :class:`dffcore.align.pairwise.PairwiseAligner` to estimate pairs
 focus       ``measure(frame) -> (H,W) float32`` per aligned frame (the base
             class loops over frames); override ``__call__(aligned, ctx) ->
             FocusVolume`` for operators that need neighbouring slices
@@ -21,7 +25,7 @@ composite   ``__call__(result: DepthResult, volume: FocusVolume,
 =========== ================================================================
 
 Register components from a plugin module with the ``dffcore_register`` hook (see
-:mod:`dffcore.hookspec`).
+:mod:`dffcore.core.hookspec`).
 """
 
 from __future__ import annotations

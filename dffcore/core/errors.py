@@ -28,3 +28,24 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def one_line(exc: BaseException) -> str:
+    """One line describing ``exc``, for a summary row or a log line.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception.
+
+    Returns
+    -------
+    str
+        The message's non-blank lines joined by ``"; "``; a :class:`DffError` is its
+        message alone, any other exception is prefixed with its type
+        (``"RuntimeError: boom; second line"``, or just the type when it has no message).
+    """
+    text = "; ".join(s.strip() for s in str(exc).splitlines() if s.strip())
+    if isinstance(exc, DffError):
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -217,6 +217,7 @@ def describe_component(entry: Entry) -> dict[str, Any]:
         "kind": cls.kind,
         "name": cls.name,
         "summary": cls.summary(),
+        "module": cls.__module__,
         "plugin": entry.source.plugin,
         "distribution": entry.source.distribution,
         "version": entry.source.version,

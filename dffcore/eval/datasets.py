@@ -17,6 +17,7 @@ Layouts (docs/datasets.md has the citations, download addresses and licences):
   ACCV 2018): ``stack_<split>`` (N,10,H,W,3) and ``disp_<split>`` (N,H,W). Needs h5py.
 - ``fod500``: FoD500 (Maximov et al., "Focus on Defocus", CVPR 2020): one folder of
   ``<scene>_<k>All.tif`` focal images, ``<scene>Dpt.exr`` depth and ``<scene>Aif.tif``.
+  Reading the depth needs the OpenEXR package (``dffcore[exr]``).
 
 Invalid ground truth is NaN. ``truth_index`` is unclipped: a pixel whose truth lies
 outside the focus sweep gets an index below 0 or above N-1 (linear extrapolation
@@ -28,8 +29,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import struct
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,139 +417,57 @@ def _load_fod500(folder: Path, scene: str, parts: dict[str, list[Path]]) -> Samp
 
 
 # -- OpenEXR ------------------------------------------------------------------------
-_EXR_COMPRESSION = ("NONE", "RLE", "ZIPS", "ZIP", "PIZ", "PXR24", "B44", "B44A", "DWAA", "DWAB")
-_EXR_LINES = {0: 1, 1: 1, 2: 1, 3: 16}  # scanlines per chunk of the codecs read here
-_EXR_TYPES = {0: np.dtype("<u4"), 1: np.dtype("<f2"), 2: np.dtype("<f4")}
-
-
 def read_exr_channel(path: str | Path, prefer: tuple[str, ...] = ("R", "Z", "Y")) -> np.ndarray:
-    """Read one channel of a scanline OpenEXR file as (H,W) float32.
+    """Read one channel of an OpenEXR file as (H,W) float32.
 
-    The first channel of ``prefer`` that exists is returned (FoD500 depth is in R),
-    else the first channel. Compression NONE, RLE, ZIPS and ZIP are decoded here
-    (numpy + zlib, after the OpenEXR file layout spec, openexr.com
-    "OpenEXR File Layout"); other codecs fall back to the ``OpenEXR`` Python package,
-    then to an OpenCV build with OpenEXR (``OPENCV_IO_ENABLE_OPENEXR=1``), else a
-    DffError says what to install.
+    Decoded by the official ``OpenEXR`` Python bindings (an optional dependency:
+    ``pip install 'dffcore[exr]'``), so every compression and pixel type they support
+    is read. The first channel of ``prefer`` that exists is returned (FoD500 depth is
+    in R), else the first channel; of a multi-part file, the first part.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.exr`` file.
+    prefer : tuple of str
+        Channel names to look for, in order.
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)`` float32 values of the channel.
+
+    Raises
+    ------
+    DffError
+        One line naming the file: OpenEXR is not installed, the file is missing, not
+        OpenEXR, damaged or truncated, or has no (two-dimensional) channel.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DffError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        channels, compression, window, offset = _exr_header(path, data)
-    except (struct.error, IndexError, ValueError):
-        raise DffError(f"{path}: not a readable OpenEXR file (truncated header)") from None
-    if compression not in _EXR_LINES:
-        name = _EXR_COMPRESSION[compression] if compression < len(_EXR_COMPRESSION) else "?"
-        return _exr_fallback(path, data, prefer, f"{name} compression")
-    x0, y0, x1, y1 = window
-    width, height = x1 - x0 + 1, y1 - y0 + 1
-    names = [c[0] for c in channels]
-    want = next((n for n in prefer if n in names), names[0])
-    line_bytes = sum(width * _EXR_TYPES[t].itemsize for _, t in channels)
-    start = sum(width * _EXR_TYPES[t].itemsize for _, t in channels[: names.index(want)])
-    dtype = _EXR_TYPES[dict(channels)[want]]
-    out = np.full((height, width), np.nan, np.float32)
-    lines = _EXR_LINES[compression]
-    n_chunks = -(-height // lines)
-    try:
-        offsets = np.frombuffer(data, "<u8", n_chunks, offset)
-        for off in offsets.tolist():
-            y, size = struct.unpack_from("<ii", data, off)
-            rows = min(lines, y1 - y + 1)
-            raw = _exr_decode(data[off + 8 : off + 8 + size], compression, rows * line_bytes)
-            block = np.frombuffer(raw, np.uint8).reshape(rows, line_bytes)
-            values = np.ascontiguousarray(block[:, start : start + width * dtype.itemsize])
-            out[y - y0 : y - y0 + rows] = values.view(dtype).astype(np.float32)
-    except (struct.error, ValueError, zlib.error):
-        raise DffError(f"{path}: damaged OpenEXR data (a chunk cannot be decoded)") from None
-    return out
-
-
-def _exr_header(path: Path, data: bytes) -> tuple[list[tuple[str, int]], int, tuple, int]:
-    magic, version = struct.unpack_from("<ii", data, 0)
-    if magic != 20000630:
-        raise DffError(f"{path}: not an OpenEXR file")
-    if version & 0x1A00:  # tiled (0x200), deep (0x800) or multi-part (0x1000)
-        raise DffError(f"{path}: tiled, deep or multi-part OpenEXR is not supported")
-    pos, attrs = 8, {}
-    while data[pos] != 0:
-        name_end = data.index(b"\0", pos)
-        type_end = data.index(b"\0", name_end + 1)
-        (size,) = struct.unpack_from("<i", data, type_end + 1)
-        value_at = type_end + 5
-        attrs[data[pos:name_end].decode("latin-1")] = data[value_at : value_at + size]
-        pos = value_at + size
-    channels, chlist, i = [], attrs["channels"], 0
-    while chlist[i] != 0:
-        end = chlist.index(b"\0", i)
-        ptype, _, _, xs, ys = struct.unpack_from("<iB3sii", chlist, end + 1)
-        if xs != 1 or ys != 1 or ptype not in _EXR_TYPES:
-            raise DffError(f"{path}: sub-sampled or unknown-type EXR channels are not supported")
-        channels.append((chlist[i:end].decode("latin-1"), ptype))
-        i = end + 17
-    window = struct.unpack("<iiii", attrs["dataWindow"])
-    return channels, attrs["compression"][0], window, pos + 1
-
-
-def _exr_decode(chunk: bytes, compression: int, size: int) -> bytes:
-    if compression == 0 or len(chunk) >= size:  # stored raw when compression did not help
-        return chunk
-    if compression == 1:
-        raw = _rle_decode(chunk)
-    else:
-        raw = zlib.decompress(chunk)
-    # undo the predictor (byte deltas + 128), then re-interleave the two byte halves
-    t = np.frombuffer(raw, np.uint8).astype(np.int64)
-    t[1:] -= 128
-    t = (np.cumsum(t) & 0xFF).astype(np.uint8)
-    out = np.empty_like(t)
-    half = (t.size + 1) // 2
-    out[0::2], out[1::2] = t[:half], t[half:]
-    return out.tobytes()
-
-
-def _rle_decode(chunk: bytes) -> bytes:
-    out, i = bytearray(), 0
-    signed = np.frombuffer(chunk, np.int8)
-    while i < len(chunk):
-        count = int(signed[i])
-        if count < 0:
-            out += chunk[i + 1 : i + 1 - count]
-            i += 1 - count
-        else:
-            out += chunk[i + 1 : i + 2] * (count + 1)
-            i += 2
-    return bytes(out)
-
-
-def _exr_fallback(path: Path, data: bytes, prefer: tuple[str, ...], why: str) -> np.ndarray:
-    try:
-        import OpenEXR  # optional: the official bindings (pip install OpenEXR)
-
-        with OpenEXR.File(str(path), separate_channels=True) as f:
-            chans = {k: v.pixels for k, v in f.channels().items()}
-        want = next((n for n in prefer if n in chans), next(iter(chans)))
-        return np.asarray(chans[want], np.float32)
+        import OpenEXR
     except ImportError:
-        pass
-    except Exception as exc:  # the library's own error: report it in one line
-        raise DffError(f"{path}: OpenEXR cannot read it: {exc}") from None
-    import cv2
-
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        image = None
-    if image is None:
         raise DffError(
-            f"{path}: {why} is not decoded by dffcore; pip install OpenEXR "
-            "(or save the EXR with ZIP compression)"
-        )
-    image = np.asarray(image, np.float32)
-    return image[..., 2] if image.ndim == 3 else image  # OpenCV gives BGR: R is last
+            f"{path}: reading OpenEXR needs the OpenEXR package: "
+            "pip install 'dffcore[exr]' (or 'dffcore[datasets]')"
+        ) from None
+    if not path.is_file():
+        raise DffError(f"{path}: no such file")
+    if not OpenEXR.isOpenExrFile(str(path)):
+        raise DffError(f"{path}: not an OpenEXR file")
+    try:
+        with OpenEXR.File(str(path), separate_channels=True) as exr:
+            channels = {name: ch.pixels for name, ch in exr.channels().items()}
+    except Exception as exc:  # the library's own RuntimeError/ValueError, in one line
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise DffError(f"{path}: damaged or truncated OpenEXR file ({why})") from None
+    if not channels:
+        raise DffError(f"{path}: OpenEXR file without channels")
+    want = next((n for n in prefer if n in channels), next(iter(channels)))
+    values = np.asarray(channels[want])
+    if values.ndim != 2:
+        raise DffError(f"{path}: OpenEXR channel {want!r} is not a 2-D image")
+    return values.astype(np.float32)
 
 
 # -- DDFF-12 -------------------------------------------------------------------------

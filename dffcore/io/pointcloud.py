@@ -24,7 +24,7 @@ The principal point is the image centre, shifted by the aligner's crop.
 
 **PLY** (Greg Turk's polygon file format, http://paulbourke.net/dataformats/ply/):
 :func:`write_ply` writes binary little-endian ``x y z`` float and ``red green blue`` uchar
-vertices; :func:`read_ply` reads that and ASCII or big-endian PLY with such vertices.
+vertices (read them with any PLY reader, e.g. the ``plyfile`` package).
 """
 
 from __future__ import annotations
@@ -51,26 +51,6 @@ DEFAULT_HFOV_DEG = 60.0
 """Horizontal field of view assumed when nothing tells the focal length."""
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)
 """Diagonal of a 36 x 24 mm frame, the reference of 35 mm equivalent focal lengths."""
-
-_PLY_TYPES = {
-    "char": "i1",
-    "int8": "i1",
-    "uchar": "u1",
-    "uint8": "u1",
-    "short": "i2",
-    "int16": "i2",
-    "ushort": "u2",
-    "uint16": "u2",
-    "int": "i4",
-    "int32": "i4",
-    "uint": "u4",
-    "uint32": "u4",
-    "float": "f4",
-    "float32": "f4",
-    "double": "f8",
-    "float64": "f8",
-}
-_PLY_ORDER = {"ascii": "", "binary_little_endian": "<", "binary_big_endian": ">"}
 
 
 @dataclass(frozen=True)
@@ -247,94 +227,3 @@ def write_ply(
     lines.append("end_header")
     header = ("\n".join(lines) + "\n").encode("ascii", "replace")
     atomic_write_bytes(path, header + vertices.tobytes())
-
-
-def _ply_header(path: Path, data: bytes) -> tuple[str, list[tuple[str, int, list[str]]], int]:
-    """(format, [(element, count, [property type or 'list', name]...)], body offset)."""
-    if not data.startswith(b"ply"):
-        raise DffError(f"{path}: not a PLY file (it must start with 'ply')")
-    end = data.find(b"end_header")
-    if end < 0:
-        raise DffError(f"{path}: PLY header has no 'end_header' line")
-    body = data.find(b"\n", end) + 1 or len(data)
-    fmt = ""
-    elements: list[tuple[str, int, list[str]]] = []
-    for line in data[:end].decode("ascii", "replace").splitlines()[1:]:
-        words = line.split()
-        if not words or words[0] in ("comment", "obj_info"):
-            continue
-        if words[0] == "format" and len(words) == 3:
-            fmt = words[1]
-        elif words[0] == "element" and len(words) == 3 and words[2].isdigit():
-            elements.append((words[1], int(words[2]), []))
-        elif words[0] == "property" and elements and len(words) >= 3:
-            kind = "list" if words[1] == "list" else words[1]
-            if kind != "list" and kind not in _PLY_TYPES:
-                raise DffError(f"{path}: unknown PLY property type '{kind}'")
-            elements[-1][2].append(f"{kind} {words[-1]}")
-        else:
-            raise DffError(f"{path}: unexpected PLY header line '{line.strip()}'")
-    if fmt not in _PLY_ORDER:
-        raise DffError(f"{path}: PLY format '{fmt}' (valid: {', '.join(_PLY_ORDER)})")
-    return fmt, elements, body
-
-
-def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read the vertices of a PLY file (ASCII or binary, as :func:`write_ply` writes).
-
-    Returns ``points`` (M, 3) float32 from the ``x y z`` properties and ``colours``
-    (M, 3) uint8 from ``red green blue`` (clipped to 0..255), or None without colours.
-    Other vertex properties are ignored; elements after ``vertex`` (faces) are not read.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DffError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    fmt, elements, body = _ply_header(path, data)
-    names = [e[0] for e in elements]
-    if "vertex" not in names:
-        raise DffError(f"{path}: PLY file has no 'vertex' element")
-    where = names.index("vertex")
-    _name, count, props = elements[where]
-    if any(p.startswith("list ") for e in elements[: where + 1] for p in e[2]):
-        raise DffError(f"{path}: list properties before or in 'vertex' are not supported")
-    prop_names = [p.split()[1] for p in props]
-    if not {"x", "y", "z"} <= set(prop_names):
-        raise DffError(f"{path}: PLY vertices need x, y and z properties, got {prop_names}")
-    if fmt == "ascii":
-        skip = sum(e[1] for e in elements[:where])
-        columns = _ascii_vertices(path, data[body:], skip, count, len(props))
-        if columns.shape[1] != len(props):
-            raise DffError(f"{path}: expected {len(props)} values per vertex")
-    else:
-        order = _PLY_ORDER[fmt]
-
-        def dtype(element: tuple[str, int, list[str]]) -> np.dtype:
-            return np.dtype([(p.split()[1], order + _PLY_TYPES[p.split()[0]]) for p in element[2]])
-
-        offset = body + sum(e[1] * dtype(e).itemsize for e in elements[:where])
-        vtype = dtype(elements[where])
-        if len(data) < offset + count * vtype.itemsize:
-            raise DffError(f"{path}: PLY file is truncated ({count} vertices declared)")
-        table = np.frombuffer(data, vtype, count, offset)
-        columns = np.stack([table[n].astype(np.float64) for n in prop_names], axis=1)
-    col = {n: columns[:, i] for i, n in enumerate(prop_names)}
-    points = np.stack([col[a] for a in "xyz"], axis=1).astype(np.float32)
-    rgb = ("red", "green", "blue")
-    if not set(rgb) <= set(prop_names):
-        return points, None
-    colours = np.stack([col[c] for c in rgb], axis=1)
-    return points, np.clip(colours, 0, 255).astype(np.uint8)
-
-
-def _ascii_vertices(path: Path, body: bytes, skip: int, count: int, width: int) -> np.ndarray:
-    """(count, properties) float64 table of ASCII PLY vertex lines after ``skip`` lines."""
-    lines = body.decode("ascii", "replace").splitlines()[skip : skip + count]
-    if len(lines) < count:
-        raise DffError(f"{path}: PLY file is truncated ({count} vertices declared)")
-    try:
-        table = np.loadtxt(lines, dtype=np.float64, ndmin=2) if count else np.zeros((0, width))
-    except ValueError as exc:
-        raise DffError(f"{path}: bad ASCII PLY vertex data: {exc}") from None
-    return table

@@ -28,13 +28,7 @@ from dffcore.core.spec import PipelineSpec, StageSpec
 from dffcore.ops.depth import index_to_depth
 from dffcore.ops.filters import take_frames
 from dffcore.run.frames import AlignedFrames, InMemoryFrames, streamed_frames
-from dffcore.run.plan import (
-    RunPlan,
-    align_scale,
-    band_margin,
-    band_rows_for,
-    in_memory_plan,
-)
+from dffcore.run.plan import RunPlan, align_scale, band_plan, in_memory_plan
 from dffcore.run.records import Recorder, StageRecord
 
 logger = logging.getLogger(__name__)
@@ -103,7 +97,7 @@ def run_pipeline(
             "the aligned frames and the focus volume are kept only by a run in memory: "
             "give no memory budget (--memory) and read the stack with lazy=False"
         )
-    report = progress or (lambda label, done, total: None)
+    report = progress or _silent
     stages = spec.after_alignment()
     components = [stage.build() for stage in stages]
     aligner = spec.align.build()
@@ -118,9 +112,7 @@ def run_pipeline(
     with _opencv_threads(jobs), contextlib.ExitStack() as scope:
         frames: AlignedFrames
         if streamed:
-            n, (h, w), c = stack.n, stack.shape, int(stack.frames.shape[3])
-            itemsize = np.dtype(stack.frames.dtype).itemsize
-            scale = align_scale(n, h, w, c, itemsize, budget)
+            scale = align_scale(stack.frames.shape, stack.frames.dtype, budget)
 
             def ticks(what: str) -> Callable[[int, int], None]:
                 return lambda done, total: report(f"align ({what})", done, total)
@@ -132,16 +124,15 @@ def run_pipeline(
             frames = recorder.measure(
                 spec.align.path, spec.align.name, lambda: scope.enter_context(opened)
             )
-            margin = band_margin(components)
-            _, hh, ww, _ = frames.shape
-            rows = band_rows or band_rows_for(n, hh, ww, c, itemsize, budget, margin)
-            plan = RunPlan("bands", rows, margin, budget, scale)
+            plan = band_plan(frames.shape, frames.dtype, components, budget, band_rows, scale)
         else:
             aligned = recorder.measure(spec.align.path, spec.align.name, lambda: align_call(stack))
             frames = InMemoryFrames(aligned)
             plan = in_memory_plan(components, frames.shape[1], jobs, intermediates)
         logger.info("run plan: %s", plan.as_dict(frames.shape[1]))
-        call = _stage_caller(recorder, report, jobs, notices)
+        # bands: one progress line for the bands, not one per stage of every band
+        stage_report = report if plan.mode != "bands" else _silent
+        call = _stage_caller(recorder, stage_report, jobs, notices)
         result, volume = process(plan, frames, stages, components, call, report)
     depth = None
     if stack.focus_distances is not None:
@@ -308,6 +299,10 @@ def _stage_caller(
         return recorder.measure(stage.path, stage.name, work)
 
     return call
+
+
+def _silent(label: str, done: int, total: int) -> None:
+    """A progress callback that shows nothing."""
 
 
 @contextlib.contextmanager

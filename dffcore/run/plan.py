@@ -28,6 +28,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+
 from dffcore.core.components import Component
 from dffcore.core.errors import DffError
 
@@ -100,12 +102,31 @@ def in_memory_plan(components: list[Component], height: int, jobs: int, whole: b
     return RunPlan("strips", -(-height // jobs), margin)
 
 
-def align_scale(n: int, h: int, w: int, c: int, itemsize: int, budget: int | None) -> float:
-    """Scale at which the stack and its aligned copy fit :data:`ALIGN_SHARE` of the budget."""
+def align_scale(shape: tuple[int, ...], dtype: np.dtype, budget: int | None) -> float:
+    """Scale at which a stack of ``shape`` (N, H, W, C) and its aligned copy fit
+    :data:`ALIGN_SHARE` of the budget."""
     if budget is None:
         return 1.0
-    need = n * h * w * (2 * c * itemsize + 8)  # frames, aligned frames, the aligner's floats
+    n, h, w, c = shape
+    # frames, aligned frames, the aligner's floats
+    need = n * h * w * (2 * c * np.dtype(dtype).itemsize + 8)
     return min(1.0, math.sqrt(ALIGN_SHARE * budget / need))
+
+
+def band_plan(
+    shape: tuple[int, int, int, int],
+    dtype: np.dtype,
+    components: list[Component],
+    budget: int | None,
+    rows: int | None,
+    scale: float,
+) -> RunPlan:
+    """Bands over aligned frames of ``shape`` (N, H, W, C): ``rows`` high, else as many
+    rows as fit the budget, with each stage's overlap (:func:`band_margin`)."""
+    n, h, w, c = shape
+    margin = band_margin(components)
+    rows = rows or band_rows_for(n, h, w, c, np.dtype(dtype).itemsize, budget, margin)
+    return RunPlan("bands", rows, margin, budget, scale)
 
 
 def band_rows_for(
