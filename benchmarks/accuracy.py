@@ -3,7 +3,7 @@
     python benchmarks/accuracy.py [PIPELINE ...] [--quick] [--extra]
 
 Pipelines are files or built-in names (default: every built-in pipeline). Synthetic
-scenes come from ``dffcore.synth`` (smooth slant, steps with a textureless band,
+scenes come from ``dffcore.eval.synth`` (smooth slant, steps with a textureless band,
 planes, the default mix; 8 and 24 slices; with and without noise; seed 7); errors are in
 slices against the rendered ground truth (MAE). ``--extra`` adds scenes the pipelines
 were not tuned on (spheres, cones, a smooth random surface, textureless patches; seed 3).

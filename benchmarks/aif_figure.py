@@ -3,7 +3,7 @@
     python benchmarks/aif_figure.py [--figure docs/images/best_aif_seams.png]
 
 Renders the default synthetic scene (16 frames, 240x320) with ±2 % exposure flicker
-(``dffcore.synth`` ``exposure_flicker=0.02``: frames differ in brightness as real
+(``dffcore.eval.synth`` ``exposure_flicker=0.02``: frames differ in brightness as real
 sweeps do), runs ``best`` and ``best`` with its compositor replaced by hard selection at
 the final depth (``select``), prints their PSNR against the rendered sharp image and the
 seam strength (mean gradient of the smoothed error) along the true depth edges, and

@@ -3,7 +3,7 @@
     python benchmarks/composite_figure.py [--figure docs/images/composite_seams.png]
                                           [--data ../shared/data] [--repeat 5]
 
-Renders synthetic stacks with ground truth (:mod:`dffcore.synth`, 16 frames 240x320)
+Renders synthetic stacks with ground truth (:mod:`dffcore.eval.synth`, 16 frames 240x320)
 and prints Markdown tables for ``docs/compositing.md``:
 
 - PSNR of ``select``, ``blend`` and ``multiband`` against the ground-truth all-in-focus

@@ -2,7 +2,7 @@
 
     python benchmarks/focus_table.py [--out docs/focus_measures.md] [--data ../shared/data]
 
-Renders synthetic stacks with ground truth (:mod:`dffcore.synth`), reads
+Renders synthetic stacks with ground truth (:mod:`dffcore.eval.synth`), reads
 ``hci_antinous`` from the data folder when it is there, runs the pipeline
 ``{focus: NAME}`` (no alignment, argmax with its default σ, no regulariser) for every
 measure with its default parameters, and writes a Markdown table of the mean absolute
@@ -91,7 +91,7 @@ def render(rows: dict[str, dict[str, tuple[float, float]]], cases, note: str, cm
         "perfect measure scores about 0.25 MAE where the true index varies continuously "
         "(`slant`).",
         "",
-        f"- Synthetic stacks: `dffcore.synth.render_stack(scene, n_frames={N_FRAMES}, "
+        f"- Synthetic stacks: `dffcore.eval.synth.render_stack(scene, n_frames={N_FRAMES}, "
         f"size={SIZE}, seed=0)`; `σ{NOISE:g}` adds Gaussian noise of σ = {NOISE:g} grey "
         "levels (8 bit).",
         f"- `{HCI}`: 10 slices, 512×512, refocused from the 4D light-field benchmark; ground "

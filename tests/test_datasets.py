@@ -39,7 +39,7 @@ def first_pixels(sample) -> list[tuple[int, int, int]]:
     return [tuple(int(c) for c in f[0, 0]) for f in sample.stack.frames]
 
 
-# -- dffcore (dffcore.synth.write_stack) -----------------------------------------------
+# -- dffcore (dffcore.eval.synth.write_stack) -----------------------------------------------
 def make_dffcore(root: Path) -> None:
     a = root / "a"
     a.mkdir(parents=True)

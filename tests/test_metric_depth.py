@@ -345,7 +345,7 @@ def test_intrinsics_from_35mm_fov_and_stack(
 
     (tmp_path / "0.jpg").write_bytes((tmp_path / "1.jpg").read_bytes()[:2] + b"\xff\xd9")
     stack.paths[0] = tmp_path / "0.jpg"  # no EXIF left: the assumed 60 degrees
-    with caplog.at_level(logging.WARNING, logger="dffcore.pointcloud"):
+    with caplog.at_level(logging.WARNING, logger="dffcore.io.pointcloud"):
         k = stack_intrinsics(stack)
     assert k.fx == pytest.approx(8 * math.sqrt(3))  # (W / 2) / tan(30 degrees)
     assert any("approximate" in r.message for r in caplog.records)

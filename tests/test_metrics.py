@@ -1,4 +1,4 @@
-"""dffcore.metrics: every metric against values worked out by hand on tiny arrays."""
+"""dffcore.eval.metrics: every metric against values worked out by hand on tiny arrays."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_mask_and_invalid_truth_are_excluded() -> None:
 
 
 def test_nothing_to_score_is_nan_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="dffcore.metrics"):
+    with caplog.at_level(logging.WARNING, logger="dffcore.eval.metrics"):
         value = mae(PRED_I, TRUTH_I, np.zeros((2, 3), bool))
     assert math.isnan(value)
     assert "no pixel to score" in caplog.text
@@ -142,7 +142,7 @@ def test_evaluate_depth_by_hand() -> None:
 def test_nonpositive_predictions_follow_ddff12(caplog: pytest.LogCaptureFixture) -> None:
     pred = np.array([[1.0, 0.0], [-1.0, 2.0]])
     truth = np.ones((2, 2))
-    with caplog.at_level(logging.WARNING, logger="dffcore.metrics"):
+    with caplog.at_level(logging.WARNING, logger="dffcore.eval.metrics"):
         # ln-error 0, -, -, ln 2; the two non-positive pixels add 0 but count: sqrt(ln²2 / 4)
         assert log_rmse(pred, truth) == pytest.approx(math.log(2) / 2)
         # only [0, 0] (ratio 1) is within 1.25; 0 and -1 are misses, and so is ratio 2

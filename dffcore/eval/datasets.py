@@ -8,7 +8,7 @@ stacks costs nothing until it is iterated.
 
 Layouts (docs/datasets.md has the citations, download addresses and licences):
 
-- ``dffcore``: what :func:`dffcore.synth.write_stack` writes: frames, an optional
+- ``dffcore``: what :func:`dffcore.eval.synth.write_stack` writes: frames, an optional
   ``focus_distances.txt`` and ``ground_truth/{index.npy, depth.npy, all_in_focus.png}``.
 - ``hci``: focal stacks refocused from the 4D Light Field Benchmark (Honauer et al.,
   ACCV 2016): ``stack/slice_XX.png``, ``focus_disparity.txt``, ``gt/disparity.npy``,

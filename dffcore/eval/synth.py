@@ -59,12 +59,12 @@ and ``textureless``; layouts are fixed fractions of the image, textures and the
 
 Frame ``k``'s transform is ``T_k = S_k @ B_k`` (breathing, then shake): a 3x3 homography
 mapping frame-0 pixel coordinates ``(x, y, 1)`` to frame-``k`` pixel coordinates, the
-convention of :mod:`dffcore.warp`, so ``dffcore.warp.warp(frame_k, T_k, (H, W))`` brings a
+convention of :mod:`dffcore.ops.warp`, so ``dffcore.ops.warp.warp(frame_k, T_k, (H, W))`` brings a
 frame back onto the ground truth's grid. The frames are the defocused renders warped
 by ``T_k`` (bicubic, on the float image before flicker and noise). Content that a moved
 frame shows from outside the rendered view is the mirror image of the view's border
 (``cv2.BORDER_REFLECT_101``), not new scene content: score alignment only where
-``dffcore.warp.valid_mask(T_k, (H, W), (H, W))`` is true. The PSF is not rescaled by the
+``dffcore.ops.warp.valid_mask(T_k, (H, W), (H, W))`` is true. The PSF is not rescaled by the
 magnification (a 3 % change of a blur of at most ~15 px).
 
 **Ground truth** (always in frame 0's grid; :func:`write_stack` writes it in
@@ -163,7 +163,7 @@ class SynthStack:
         Scene name.
     transforms : ndarray or None
         ``(N,3,3)`` float64 homographies mapping frame-0 pixels ``(x, y, 1)`` to frame
-        ``k``'s pixels (the :mod:`dffcore.warp` convention); identity without breathing
+        ``k``'s pixels (the :mod:`dffcore.ops.warp` convention); identity without breathing
         or shake. ``None`` for a stack not made by :func:`render_stack`.
     metadata : dict
         JSON-serialisable description of the render (camera, focus distances, range,
@@ -374,7 +374,7 @@ def render_stack(
     depth = (1.0 / (d_near + t_vis.astype(np.float64) * (d_far - d_near))).astype(np.float32)
     index = np.interp(1.0 / depth, 1.0 / focus[::-1], np.arange(n_frames, dtype=float)[::-1])
     metadata = {
-        "generator": "dffcore.synth.render_stack",
+        "generator": "dffcore.eval.synth.render_stack",
         "scene": scene,
         "seed": int(seed),
         "n_frames": int(n_frames),
@@ -397,7 +397,7 @@ def render_stack(
         "shake_deg": float(shake_deg),
         "reference_frame": 0,
         "transform_convention": "3x3 homography: frame-0 pixel (x, y, 1) -> frame-k pixel "
-        "(as dffcore.warp); pixel centres at integer coordinates",
+        "(as dffcore.ops.warp); pixel centres at integer coordinates",
         "border": "BORDER_REFLECT_101 (mirrored view border, not scene content)",
         "transforms": transforms.tolist(),
     }

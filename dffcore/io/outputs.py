@@ -208,7 +208,7 @@ def write_outputs(
     With metric depth (the stack has focus distances) this adds ``depth.npy`` (metres,
     ``run.json``'s ``depth_unit``) and ``depth_metres.png``
     (:func:`depth_metres_png`). ``point_cloud`` adds ``points.ply``: every pixel with a
-    depth and confidence > 0, back-projected with :func:`dffcore.pointcloud.stack_intrinsics`
+    depth and confidence > 0, back-projected with :func:`dffcore.io.pointcloud.stack_intrinsics`
     and coloured by the all-in-focus image; it needs focus distances.
     """
     if point_cloud and run.result.depth is None:

@@ -12,7 +12,7 @@ Geometry*, 2nd ed., section 6.1)::
 **Intrinsics** (:func:`stack_intrinsics`), first that is known:
 
 1. ``stack.metadata["camera"]`` or, for a synthetic stack written by
-   :func:`dffcore.synth.write_stack`, ``ground_truth/metadata.json`` next to the frames:
+   :func:`dffcore.eval.synth.write_stack`, ``ground_truth/metadata.json`` next to the frames:
    ``focal_length_mm`` and ``pixel_pitch_um`` give ``fx = fy = f / pitch``;
 2. the first frame's EXIF ``FocalLengthIn35mmFilm`` (JPEG): the 35 mm equivalent is
    defined by the image diagonal (CIPA DC-008 Exif 2.32, tag 0xA405), so
@@ -159,7 +159,7 @@ def depth_to_points(
         Pinhole intrinsics in pixels (pixel centres at integer coordinates).
     colours : ndarray, optional
         (H, W, 3), (H, W, 1) or (H, W) image of any dtype (converted with
-        :func:`dffcore.convert.to_uint8`, grey repeated); white when omitted.
+        :func:`dffcore.ops.convert.to_uint8`, grey repeated); white when omitted.
     mask : ndarray, optional
         (H, W) boolean: only pixels where it is True are kept.
 

@@ -4,7 +4,7 @@ Conventions of every aggregator built on :class:`SliceAggregator`:
 
 - each focus slice is smoothed spatially by a Gaussian (``sigma``, kernel 6σ+1) that
   ignores pixels where the frame is invalid (normalised convolution,
-  :func:`dffcore.filters.gaussian`), optionally followed by a guided filter;
+  :func:`dffcore.ops.filters.gaussian`), optionally followed by a guided filter;
 - a frame invalid at a pixel is *missing* there: its value is NaN, it never wins the
   argmax and never enters a fit or an expectation;
 - confidences lie in [0, 1] and are multiplied by the fraction of frames valid at the
@@ -42,7 +42,7 @@ HU = (
 class CurveParams(Params):
     """Options every sub-frame aggregator shares.
 
-    Defaults measured on ``dffcore.synth`` stacks (scenes default, planes, slant, steps;
+    Defaults measured on ``dffcore.eval.synth`` stacks (scenes default, planes, slant, steps;
     8 and 24 slices; noise 0 and 3; ``log`` focus). Mean error of the Gaussian fit for
     σ = 2 / 3 / 5 / 7: 0.65 / 0.61 / 0.60 / 0.62 slices; σ = 3 beats σ = 5 on 9 of the 16
     cases (those with depth edges, where wide smoothing blurs the edge), larger σ wins on
@@ -143,7 +143,7 @@ class SliceAggregator(Aggregator):
 
         Normalising makes every pixel one vote spread over its slices, so a strong edge's
         focus response cannot outweigh a weakly textured neighbour; the fast global
-        smoother (:func:`dffcore.filters.wls_smoother`) then pools votes along the guide's
+        smoother (:func:`dffcore.ops.filters.wls_smoother`) then pools votes along the guide's
         regions and not across its edges (cost-volume filtering, Hosni et al. 2013).
         Holds one (N,H,W) float32 buffer of votes (``votes`` if given, which then holds
         them afterwards); slices are smoothed four at a time.

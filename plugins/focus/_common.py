@@ -2,7 +2,7 @@
 
 Conventions of every measure built on :class:`LocalMeasure`:
 
-- the image is float32 in [0, 1] for integer frames (:func:`dffcore.convert.to_float32`);
+- the image is float32 in [0, 1] for integer frames (:func:`dffcore.ops.convert.to_float32`);
 - ``window`` is the side of a square **box mean** (not a sum), so values do not grow
   with the window; borders are mirrored (``BORDER_REFLECT``) for the window and for
   the operators' own kernels;

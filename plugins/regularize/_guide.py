@@ -12,7 +12,7 @@ from dffcore.ops.filters import take_frames
 def guide_image(result: DepthResult, aligned: AlignedStack) -> np.ndarray:
     """Grey (H,W) float32 guide: the all-in-focus image's luminance.
 
-    Integer stacks give values in [0, 1] (see :func:`dffcore.convert.to_grey`), the
+    Integer stacks give values in [0, 1] (see :func:`dffcore.ops.convert.to_grey`), the
     unit of every intensity parameter of the guided regularisers. When the aggregator
     left ``all_in_focus`` to the final compositing step (None), the composite is made
     here by selection: each pixel from the frame at its rounded current depth index.

@@ -35,7 +35,7 @@ class Guided(Regularizer):
 
     Each (2r+1)² window fits the depth as an affine function of the grey guide
     (least squares weighted by ``confidence^p``) and every pixel averages the fits of the
-    windows that contain it (:func:`dffcore.filters.guided_filter`), so depth edges
+    windows that contain it (:func:`dffcore.ops.filters.guided_filter`), so depth edges
     follow the guide's edges and low-confidence pixels take their depth from confident
     neighbours. Weights are floored at 1e-4 so a window with no confident pixel falls
     back to the plain guided filter: holes of unreliable depth are filled when they are
