@@ -7,6 +7,7 @@ is wrong and what would be valid; all problems of a file are reported at once.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import re
@@ -312,14 +313,19 @@ def validate(
 
 #: the smallest memory budget a run accepts
 MIN_MEMORY = 64 * 10**6
-_BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
+
+
+@functools.cache
+def _byte_size() -> TypeAdapter[ByteSize]:
+    """The validator of sizes, built on first use (building it takes ~20 ms)."""
+    return TypeAdapter(ByteSize)
 
 
 def parse_memory(value: Any) -> int:
     """Bytes from ``4GB``, ``512MB``, ``2.5GiB`` or a number of bytes (at least 64 MB);
     units as :class:`pydantic.ByteSize` reads them (``k``/``kb`` = 1000, ``kib`` = 1024)."""
     try:
-        size = int(_BYTE_SIZE.validate_python(value))
+        size = int(_byte_size().validate_python(value))
     except ValidationError:
         raise DffError(
             f"expected a memory size such as 4GB, 512MB or 2GiB, got {value!r}"

@@ -12,15 +12,13 @@ import math
 import warnings
 from pathlib import Path
 
-from PIL import ExifTags, Image, UnidentifiedImageError
-
 logger = logging.getLogger(__name__)
 
-#: Exif-IFD tags read by :func:`read_exif_numbers`
+#: Exif-IFD tags read by :func:`read_exif_numbers` (PIL.ExifTags.Base values)
 EXIF_TAGS = {
-    ExifTags.Base.SubjectDistance: "SubjectDistance",
-    ExifTags.Base.FocalLength: "FocalLength",
-    ExifTags.Base.FocalLengthIn35mmFilm: "FocalLengthIn35mmFilm",
+    0x9206: "SubjectDistance",
+    0x920A: "FocalLength",
+    0xA405: "FocalLengthIn35mmFilm",
 }
 _EXIF_INFINITY = 0xFFFFFFFF  # a RATIONAL numerator that means "infinity"
 
@@ -33,6 +31,8 @@ def read_exif_numbers(path: str | Path) -> dict[str, float]:
     Files without EXIF, other formats and malformed metadata give ``{}``: a problem is
     logged at debug level and never raises.
     """
+    from PIL import ExifTags, Image, UnidentifiedImageError  # only when EXIF is read
+
     try:
         with warnings.catch_warnings(record=True) as caught, Image.open(path) as image:
             warnings.simplefilter("always")
