@@ -86,3 +86,18 @@ def test_pipelines_and_entry_point_ship(wheel_names: set[str]) -> None:
     assert "[dffcore]\nbuiltin = dffcore_plugins" in entry
     assert "dff = dffcore.cli:main" in entry
     assert "dffcore/py.typed" in wheel_names
+
+
+def test_no_source_file_is_ignored_by_git() -> None:
+    """A module that .gitignore hides would be missing from every clone."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    proc = subprocess.run(
+        ["git", "ls-files", "--others", "--ignored", "--exclude-standard", "--", *SOURCES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    hidden = [p for p in proc.stdout.splitlines() if "__pycache__" not in p]
+    assert hidden == []
