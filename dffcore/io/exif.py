@@ -21,6 +21,8 @@ EXIF_TAGS = {
     0xA405: "FocalLengthIn35mmFilm",
 }
 _EXIF_INFINITY = 0xFFFFFFFF  # a RATIONAL numerator that means "infinity"
+#: a JPEG's APP1 segment (EXIF) follows SOI and cannot exceed 64 KB
+JPEG_EXIF_BYTES = 65536
 
 
 def read_exif_numbers(path: str | Path) -> dict[str, float]:
@@ -31,6 +33,8 @@ def read_exif_numbers(path: str | Path) -> dict[str, float]:
     Files without EXIF, other formats and malformed metadata give ``{}``: a problem is
     logged at debug level and never raises.
     """
+    if not _may_have_exif(path):
+        return {}
     from PIL import ExifTags, Image, UnidentifiedImageError  # only when EXIF is read
 
     try:
@@ -61,6 +65,17 @@ def read_exif_numbers(path: str | Path) -> dict[str, float]:
         if not math.isnan(number):
             out[name] = number
     return out
+
+
+def _may_have_exif(path: str | Path) -> bool:
+    """False for a JPEG without an ``Exif`` APP1 segment in its first 64 KB (where the
+    segment must be): such frames, most of what dffcore reads, need no EXIF parser."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(JPEG_EXIF_BYTES)
+    except OSError:
+        return False
+    return not head.startswith(b"\xff\xd8") or b"Exif\x00\x00" in head
 
 
 def exif_focus_distance(path: str | Path) -> float | None:

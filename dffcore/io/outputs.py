@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ INDEX_MEANING = (
 PNG_SCALE_KEY = "dffcore:scale"
 DEPTH_METRES_SCALE = "1 unit = 1 mm"
 DEPTH_METRES_PNG = "uint16 millimetres, 0 = unknown"
+#: threads that encode and write the output files
+WRITERS = min(4, os.cpu_count() or 1)
 POINT_CLOUD_FRAME = "camera frame: x right, y down, z forward (optical axis), metres"
 
 
@@ -218,10 +222,12 @@ def write_outputs(
         )
     out = prepare_output_dir(out_dir)
     result, n = run.result, run.stack.n
-    written = []
+    written: list[Path] = []
+    pool = ThreadPoolExecutor(WRITERS)  # encoders release the GIL: files in parallel
+    pending: list[Future[None]] = []
 
     def put(name: str, writer: Any, data: Any) -> None:
-        writer(out / name, data)
+        pending.append(pool.submit(writer, out / name, data))
         written.append(out / name)
 
     put("depth_index.npy", write_npy, result.index)
@@ -256,6 +262,9 @@ def write_outputs(
                 "intrinsics": k.as_dict(),
                 "left_out": "pixels with confidence 0 or no finite positive depth",
             }
+    with pool:
+        for job in pending:  # every file is complete before run.json names it
+            job.result()
     record = run_record(run, spec_file=spec_file, reversed_=reversed_)
     if cloud is not None:
         record["point_cloud"] = cloud
