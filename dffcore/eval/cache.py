@@ -26,7 +26,7 @@ from dffcore.core.spec import PipelineSpec, spec_hash
 from dffcore.eval.datasets import Sample
 from dffcore.eval.sources import StackSource
 from dffcore.io.images import atomic_write_bytes, read_image, write_image, write_npy
-from dffcore.ops.convert import to_float32
+from dffcore.ops.convert import to_storable
 from dffcore.version import __version__
 
 CACHE_FORMAT = 1
@@ -55,13 +55,6 @@ def cache_key(spec: PipelineSpec, identity: dict[str, Any]) -> str:
         "stack": identity,
     }
     return spec_hash(data)
-
-
-def storable(image: np.ndarray) -> np.ndarray:
-    """An image as PNG can hold it: 8- and 16-bit images as they are, others 16-bit."""
-    if image.dtype in (np.uint8, np.uint16):
-        return image
-    return np.clip(to_float32(image) * 65535 + 0.5, 0, 65535).astype(np.uint16)
 
 
 def read_entry(entry: Path) -> dict[str, Any] | None:
@@ -108,7 +101,7 @@ def write_entry(
     entry.mkdir(parents=True, exist_ok=True)
     (entry / "metrics.json").unlink(missing_ok=True)  # incomplete until written again
     write_npy(entry / "depth_index.npy", index)
-    write_image(entry / "all_in_focus.png", storable(all_in_focus))
+    write_image(entry / "all_in_focus.png", to_storable(all_in_focus))
     text = json.dumps(row, indent=1) + "\n"
     atomic_write_bytes(entry / "metrics.json", text.encode("utf-8"))
 
@@ -217,7 +210,7 @@ class StackState:
         if display is not None:
             write_npy(self.dir / "display.npy", np.asarray(display, np.float32))
         if sample.all_in_focus is not None:
-            write_image(self.dir / "all_in_focus.png", storable(sample.all_in_focus))
+            write_image(self.dir / "all_in_focus.png", to_storable(sample.all_in_focus))
         text = json.dumps(info, indent=1) + "\n"
         atomic_write_bytes(self.dir / "truth.json", text.encode("utf-8"))
         return StackTruth(info, display, sample.all_in_focus)

@@ -22,6 +22,7 @@ import numpy as np
 from dffcore.core.errors import DffError
 from dffcore.io.images import atomic_write_bytes, write_image, write_npy, write_png_text
 from dffcore.io.pointcloud import depth_to_points, stack_intrinsics, write_ply
+from dffcore.ops.convert import to_storable
 from dffcore.run.engine import Run
 
 INDEX_MEANING = (
@@ -235,10 +236,7 @@ def write_outputs(
     put("depth.png", _with_scale(depth_png_mapping(n)), depth_png(result.index, n))
     put("depth_color.png", write_image, colour_depth(result.index, n))
     put("confidence.png", write_image, (result.confidence * 255 + 0.5).astype(np.uint8))
-    aif = result.all_in_focus
-    if aif.dtype not in (np.uint8, np.uint16):  # float stacks: store 16-bit
-        aif = np.clip(aif * 65535 + 0.5, 0, 65535).astype(np.uint16)
-    put("all_in_focus.png", write_image, aif)
+    put("all_in_focus.png", write_image, to_storable(result.all_in_focus))  # floats: 16-bit
     cloud: dict[str, Any] | None = None
     if result.depth is not None:
         put("depth.npy", write_npy, result.depth)

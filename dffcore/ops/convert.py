@@ -40,6 +40,14 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(image.astype(np.float32) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
+def to_storable(image: np.ndarray) -> np.ndarray:
+    """An image as a PNG can hold it: 8- and 16-bit as they are, floats in [0, 1] as
+    16-bit."""
+    if image.dtype in (np.uint8, np.uint16):
+        return image
+    return like(to_float32(image), np.dtype(np.uint16))
+
+
 def like(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Convert a float32 image in [0, 1] back to ``dtype`` (the stack's native dtype)."""
     dtype = np.dtype(dtype)
