@@ -198,11 +198,9 @@ def process(
             volume = volumes[0]
         if plan.mode == "bands":
             report("bands", done, len(groups))
-    found = [d for d in diagnostics if d]
-    merged = (
-        diagnostics[0] if len(diagnostics) == 1 else ({"regions": diagnostics} if found else {})
-    )
-    return DepthResult(index, confidence, aif, diagnostics=merged), volume
+    if len(diagnostics) > 1:  # one region's diagnostics each (e.g. graph-cut energies)
+        diagnostics = [{"regions": diagnostics}] if any(diagnostics) else [{}]
+    return DepthResult(index, confidence, aif, diagnostics=diagnostics[0]), volume
 
 
 def run_stages(
