@@ -45,7 +45,7 @@ from dffcore.ops.filters import gaussian
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data"
-STACKS = ("cocoa_largemotion", "dog_largemotion", "keyboard")
+STACKS = ("cocoa_largemotion", "dog_largemotion", "keyboard", "pcb_macro")
 FIGURE_STACKS = ("cocoa_largemotion", "dog_largemotion")
 #: figure file names: not the stacks' own names, so no figure looks like a sample frame
 FIGURE_NAMES = {"cocoa_largemotion": "handheld_phone", "dog_largemotion": "handheld_dslr"}
@@ -53,8 +53,10 @@ FIGURE_ALIGNERS = ("none", "homography", "flow")
 
 ALIGNERS: dict[str, dict[str, Any]] = {
     "none": {"name": "none"},
+    "auto": {"name": "auto"},
     "homography": {"name": "homography"},
     "ecc": {"name": "ecc"},
+    "ecc affine": {"name": "ecc", "params": {"motion": "affine", "finest_level": 2}},
     "flow": {"name": "flow"},
     "flow prealign=ecc": {"name": "flow", "params": {"prealign": "ecc"}},
 }

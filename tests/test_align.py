@@ -160,18 +160,25 @@ def test_flow_composition_is_not_a_sum_of_vectors() -> None:
 
 
 class _Inconsistent(FlowAligner):
-    """Forward flow says +2 px, backward flow says +2 px too: nothing is consistent."""
+    """On the left half, forward and backward flow both say +2 px: inconsistent; on the
+    right half both say 0: consistent."""
 
     name = "test-inconsistent"
 
     def pair_flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.full((*a.shape[:2], 2), 2.0, np.float32)
+        flow = np.zeros((*a.shape[:2], 2), np.float32)
+        flow[:, : a.shape[1] // 2] = 2.0
+        return flow
 
 
 def test_forward_backward_check_invalidates_inconsistent_flow(synth: SynthStack) -> None:
-    aligned = _Inconsistent({"reference": 0})(FocalStack(synth.frames[:3]), Context())
-    assert aligned.valid is not None and not aligned.valid[1].any() and aligned.valid[0].all()
-    assert aligned.diagnostics[1]["occluded_fraction"] == 1.0
+    stack = FocalStack(synth.frames[:3])
+    aligned = _Inconsistent({"reference": 0, "still_test": 0})(stack, Context())
+    w = stack.shape[1]
+    assert aligned.valid is not None and aligned.valid[0].all()
+    assert not aligned.valid[1][:, : w // 2 - 4].any()
+    assert aligned.valid[1][:-1, w // 2 + 4 : -1].all()  # the last row and column: no back flow
+    assert 0.45 < aligned.diagnostics[1]["occluded_fraction"] < 0.55
 
 
 class _Failing(PairwiseAligner):
@@ -184,8 +191,10 @@ class _Failing(PairwiseAligner):
 def test_failure_is_reported_per_frame_and_fallbacks_apply(synth: SynthStack) -> None:
     stack = FocalStack(synth.frames[:3])
     with pytest.raises(dffcore.DffError, match=r"frame 1 .*synthetic failure.*fallback"):
-        _Failing()(stack, Context())
-    out = _Failing({"fallback": "identity"})(stack, Context())
+        _Failing({"fallback": "error"})(stack, Context())
+    with pytest.raises(dffcore.DffError, match=r"no pair of frames could be aligned .*align: none"):
+        _Failing()(stack, Context())  # interpolate: but there is nothing to interpolate from
+    out = _Failing({"fallback": "identity", "still_test": 0})(stack, Context())
     assert out.diagnostics[2]["fallback"] == "identity" and np.allclose(
         out.transforms[2], np.eye(3)
     )
@@ -219,7 +228,7 @@ def test_aligner_failure_is_one_line_on_the_command_line(tmp_path: Path) -> None
     cv2.imwrite(str(folder / "1.png"), np.zeros((60, 80), np.uint8))
     proc = dff("run", "classic", str(folder), "-o", str(tmp_path / "o"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.count("\n") == 1 and "1.png" in proc.stderr and "fallback" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "1.png" in proc.stderr and "align: none" in proc.stderr
 
 
 def test_composing_keeps_missing_correspondences_missing() -> None:

@@ -127,9 +127,12 @@ def test_homography_failure_names_the_frame() -> None:
     frames[0] = rng.integers(0, 255, (60, 80, 3))
     stack = FocalStack(frames)  # frames 1 and 2 are blank: no features
     with pytest.raises(DffError, match=r"frame 1 .*alignment to frame 0 failed.*fallback"):
-        Homography()(stack, Context())
+        Homography({"fallback": "error"})(stack, Context())
+    with pytest.raises(DffError, match=r"no pair of frames could be aligned \(frame 1 \(#1\)"):
+        Homography()(stack, Context())  # nothing to interpolate from
     out = Homography({"fallback": "identity"})(stack, Context())
-    assert np.allclose(out.transforms[2], np.eye(3))
+    assert out.transforms[2] is None  # identity pairs: no motion
+    assert out.diagnostics[2]["fallback"] == "identity"
 
 
 def test_regularizers_keep_the_result_shape() -> None:

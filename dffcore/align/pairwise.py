@@ -10,15 +10,20 @@ the transform from frame ``a`` to frame ``b`` (see :mod:`dffcore.ops.warp`).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 from pydantic import Field
 
 from dffcore.align.apply import apply_alignment
 from dffcore.align.ecc import ecc_pair
+from dffcore.align.limits import MotionLimits, describe, implausible
+from dffcore.align.motion import explained, test_images
+from dffcore.align.path import PairEstimate, fit_path
 from dffcore.core.components import Aligner, Context, Params, Reference, resolve_reference
 from dffcore.core.data import (
     AlignedStack,
@@ -42,8 +47,22 @@ class AlignParams(Params):
     chain: bool = Field(
         True, description="match neighbouring frames and compose (else each frame to reference)"
     )
-    fallback: Literal["error", "identity", "ecc"] = Field(
-        "error", description="when a pair fails: stop, use the identity, or try ECC (affine)"
+    fallback: Literal["interpolate", "ecc", "identity", "error"] = Field(
+        "interpolate",
+        description="when a pair fails or its motion is implausible: leave it out (its frames "
+        "get the motion of the path through their neighbours), try ECC (affine), use the "
+        "identity, or stop",
+    )
+    limits: MotionLimits = Field(
+        default_factory=MotionLimits, description="largest plausible motion (see MotionLimits)"
+    )
+    still_test: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="share of the neighbours' difference the estimated motion must explain "
+        "(median over pairs) for the camera to count as moving; below it every transform is "
+        "the identity (0: always trust the estimate)",
     )
     photometric: Photometric = Field(
         "none", description="fit each frame's exposure to the reference (drift during a sweep)"
@@ -60,6 +79,7 @@ def alignment_of(
     transforms: list[Transform],
     diagnostics: list[dict[str, Any]],
     shape: tuple[int, int],
+    summary: str = "",
 ) -> Alignment:
     """The :class:`Alignment` of estimated transforms, with the options of ``p``."""
     return Alignment(
@@ -70,15 +90,29 @@ def alignment_of(
         crop=p.crop,
         interpolation=p.interpolation,
         photometric=p.photometric,
+        summary=summary,
     )
 
 
 class PairwiseAligner(Aligner):
-    """Base of aligners that estimate a transform between two frames."""
+    """Base of aligners that estimate a transform between two frames.
+
+    :meth:`estimate` matches neighbouring frames (or each frame to the reference), checks
+    every estimate against :class:`MotionLimits`, handles failed pairs as ``fallback``
+    says, tests whether the camera moved at all (:mod:`dffcore.align.motion`) and fits one
+    consistent motion path to the pairs (:mod:`dffcore.align.path`); aligners whose
+    estimates are dense maps (``path_model`` None) are chained instead.
+    """
 
     Params = AlignParams
     #: worker threads of the current call (``ctx.jobs``), for :meth:`per_frame`
     jobs: int = 1
+
+    @property
+    def path_model(self) -> str | None:
+        """Motion model of the path fit (:data:`dffcore.align.path.MODELS`), or None to
+        compose the pairwise estimates (dense maps)."""
+        return "homography"
 
     def per_frame(self, fn: Callable[[np.ndarray], Any], frames: Any) -> list[Any]:
         """``[fn(f) for f in frames]`` on the call's worker threads (OpenCV releases the GIL)."""
@@ -96,21 +130,22 @@ class PairwiseAligner(Aligner):
     def estimate(
         self, stack: FocalStack, ctx: Context, on_pair: Callable[[], None] | None = None
     ) -> Alignment:
-        """Transforms from the reference to every frame, chained from pairwise estimates."""
+        """Transforms from the reference to every frame (see the class docstring)."""
         p = self.params
         n, shape = stack.n, stack.shape
         ref = resolve_reference(p.reference, n)
         self.jobs = ctx.jobs
         data = self.prepare(stack)
+        found: dict[tuple[int, int], np.ndarray] = {}
 
         def estimate(a: int, b: int) -> tuple[Transform, dict[str, Any]]:
-            t, diag = self.estimate_pair(data, a, b)
-            if t is not None and diag.get("failure") is None:
-                return t, diag
-            return self._fallback(stack, a, b, diag)
+            t, diag = self._checked_pair(stack, data, a, b)
+            if t is not None:
+                found[(a, b)] = t
+            return t, diag
 
         with ThreadPoolExecutor(max(1, ctx.jobs)) as pool:
-            transforms, diagnostics = chain_to_reference(
+            chained, diagnostics = chain_to_reference(
                 n,
                 ref,
                 estimate,
@@ -119,28 +154,137 @@ class PairwiseAligner(Aligner):
                 on_pair=on_pair,
                 map_pairs=lambda f, xs: list(pool.map(f, xs)),
             )
-        return alignment_of(p, ref, transforms, diagnostics, shape)
+        if not found:
+            reasons = [
+                f"frame {b} ({frame_name(stack, b)}) to frame {a}: {d['failure']}"
+                for (a, b), d in _pairs(diagnostics)
+            ]
+            more = f" and {len(reasons) - 2} more" if len(reasons) > 2 else ""
+            raise DffError(
+                f"no pair of frames could be aligned ({'; '.join(reasons[:2])}{more}); if the "
+                "camera did not move, use align: none"
+            )
+        images, scale = test_images(stack.frames)
+        scores = {ab: explained(images, scale, *ab, t) for ab, t in found.items()}
+        for (_, b), score in scores.items():
+            diagnostics[b]["explained"] = round(score, 4)
+        median = float(np.median(list(scores.values())))
+        if p.still_test > 0 and median < p.still_test:
+            summary = (
+                f"no camera motion (the estimates explain {median:.0%} of how neighbouring "
+                "frames differ): identity"
+            )
+            return alignment_of(p, ref, [None] * n, diagnostics, shape, summary)
+        transforms, interpolated = chained, [i for i in range(n) if i != ref]
+        if self.path_model is not None:
+            pairs = [PairEstimate(a, b, t) for (a, b), t in found.items()]
+            fit = fit_path(n, ref, shape, pairs, self.path_model, initial=chained)
+            for (_, b), misfit in zip(found, fit.residual_px, strict=True):
+                diagnostics[b]["pair_residual_px"] = round(misfit, 3)
+            transforms, interpolated = list(fit.transforms), fit.interpolated
+        else:
+            interpolated = [b for (a, b), d in _pairs(diagnostics) if (a, b) not in found]
+        for i in interpolated:
+            diagnostics[i]["interpolated"] = True
+        self._check_path(stack, transforms)
+        return alignment_of(
+            p, ref, transforms, diagnostics, shape, self._summary(transforms, found, shape, n)
+        )
 
     def __call__(self, stack: FocalStack, ctx: Context) -> AlignedStack:
         tick = progress_ticks(ctx, 2 * stack.n - 1)  # n - 1 pairs, then n warps
         alignment = self.estimate(stack, ctx, tick)
         return apply_alignment(stack, alignment, jobs=ctx.jobs, tick=tick)
 
+    def _checked_pair(
+        self, stack: FocalStack, data: Any, a: int, b: int
+    ) -> tuple[Transform, dict[str, Any]]:
+        """The pair's estimate if it succeeded and is plausible, else the fallback's."""
+        t, diag = self.estimate_pair(data, a, b)
+        reason = diag.get("failure")
+        if t is not None and reason is None:
+            reason = implausible(global_part(t), stack.shape, self.params.limits, step=True)
+        if t is not None and reason is None:
+            return t, diag
+        return self._fallback(stack, a, b, {**diag, "failure": reason or "no estimate"})
+
     def _fallback(
         self, stack: FocalStack, a: int, b: int, diag: dict[str, Any]
     ) -> tuple[Transform, dict[str, Any]]:
         p = self.params
-        name = stack.paths[b].name if b < len(stack.paths) else f"#{b}"
-        msg = f"frame {b} ({name}): alignment to frame {a} failed: {diag.get('failure')}"
+        msg = (
+            f"frame {b} ({frame_name(stack, b)}): alignment to frame {a} failed: {diag['failure']}"
+        )
         if p.fallback == "error":
-            raise DffError(msg + "; set fallback: identity or ecc to continue")
+            raise DffError(msg + "; set fallback: interpolate, ecc or identity to continue")
         if p.fallback == "ecc":
             t, d = ecc_pair(to_grey(stack.frames[a]), to_grey(stack.frames[b]), "affine")
-            if t is not None:
-                logger.warning("%s; used ECC instead", msg)
+            if t is not None and implausible(t, stack.shape, p.limits, step=True) is None:
+                logger.info("%s; used ECC instead", msg)
                 return t, {**diag, **d, "fallback": "ecc"}
-        logger.warning("%s; using the identity", msg)
-        return np.eye(3), {**diag, "fallback": "identity"}
+        if p.fallback == "identity":
+            logger.info("%s; using the identity", msg)
+            return np.eye(3), {**diag, "fallback": "identity"}
+        logger.info("%s; its motion is interpolated from the neighbours", msg)
+        return None, {**diag, "fallback": "interpolate"}
+
+    def _check_path(self, stack: FocalStack, transforms: list[Transform]) -> None:
+        """A clear error when a frame's accumulated motion is not what a sweep can do."""
+        bad = []
+        for i, t in enumerate(transforms):
+            if t is not None:
+                reason = implausible(global_part(t), stack.shape, self.params.limits, step=False)
+                if reason is not None:
+                    bad.append((i, reason))
+        if bad:
+            names = ", ".join(f"{i} ({frame_name(stack, i)})" for i, _ in bad[:5])
+            raise DffError(
+                f"alignment failed for frames {names}: {bad[0][1]} relative to the reference; "
+                "try another aligner, fallback: interpolate, or align: none"
+            )
+
+    def _summary(
+        self,
+        transforms: list[Transform],
+        found: dict[tuple[int, int], np.ndarray],
+        shape: tuple[int, int],
+        n: int,
+    ) -> str:
+        motions = [describe(global_part(t), shape) for t in transforms if t is not None]
+        scale = max((abs(m.scale) for m in motions), default=0.0)
+        shift = max((m.shift for m in motions), default=0.0) * math.hypot(*shape)
+        model = self.path_model or "dense"
+        text = (
+            f"{self.name}: {len(found)}/{n - 1} pairs aligned, {model} path, max "
+            f"magnification change {scale:.1%}, max shift {shift:.1f} px"
+        )
+        missing = n - 1 - len(found)
+        return text + (f", {missing} pairs interpolated" if missing else "")
+
+
+def frame_name(stack: FocalStack, i: int) -> str:
+    """The file name of frame ``i``, or ``#i`` for frames held in memory."""
+    return stack.paths[i].name if i < len(stack.paths) else f"#{i}"
+
+
+def global_part(t: np.ndarray) -> np.ndarray:
+    """A 3x3 transform, or the homography that best fits a dense map (least squares on a
+    coarse grid of its finite points)."""
+    if np.ndim(t) == 2:
+        return np.asarray(t, np.float64)
+    h, w = t.shape[:2]
+    ys, xs = np.mgrid[0 : h : max(1, h // 16), 0 : w : max(1, w // 16)]
+    dst = t[ys, xs].reshape(-1, 2).astype(np.float64)
+    src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+    ok = np.isfinite(dst).all(axis=1)
+    if ok.sum() < 8:
+        return np.full((3, 3), np.nan)
+    fitted, _ = cv2.findHomography(src[ok], dst[ok], 0)
+    return fitted if fitted is not None else np.full((3, 3), np.nan)
+
+
+def _pairs(diagnostics: list[dict[str, Any]]) -> list[tuple[tuple[int, int], dict[str, Any]]]:
+    return [(tuple(d["pair"]), d) for d in diagnostics if "pair" in d]
 
 
 def progress_ticks(ctx: Context, total: int) -> Callable[[], None]:

@@ -81,6 +81,8 @@ class Alignment:
     interpolation: Interpolation = "cubic"
     photometric: Photometric = "none"
     exposure: list[tuple[float, float] | None] | None = None
+    #: one line on what the aligner found (the command line prints it)
+    summary: str = ""
 
     def __post_init__(self) -> None:
         if not self.diagnostics:

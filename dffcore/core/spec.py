@@ -10,6 +10,7 @@ import copy
 import functools
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from pydantic import ByteSize, TypeAdapter, ValidationError
 from dffcore.core.components import KIND_TITLES, KINDS, Component
 from dffcore.core.errors import DffError, SpecError, did_you_mean
 from dffcore.core.registry import Registry, Source, default_registry
+
+logger = logging.getLogger(__name__)
 
 TOP_KEYS = (*KINDS, "description", "memory")
 STAGE_FIELDS = ("name", "params")
@@ -154,6 +157,8 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 raise DffError(f"--set {key}: index [{part}] does not exist")
+            if isinstance(node[part], str) and parts[0] == "regularize":  # `- tv` shorthand
+                node[part] = {"name": node[part]}
             node = node[part]
             continue
         if not isinstance(node, dict):
@@ -172,9 +177,35 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         else:
             node[last] = value
     elif isinstance(node, dict):
+        if last == "name" and _is_stage(parts[:-1]) and node.get("name") not in (None, value):
+            dropped = node.pop("params", None)
+            if dropped:
+                logger.warning(
+                    "--set %s=%s: the parameters of %s (%s) do not apply to %s, which starts "
+                    "from its defaults",
+                    key,
+                    value,
+                    node.get("name"),
+                    ", ".join(map(str, dropped)),
+                    value,
+                )
         node[last] = value
     else:
         raise DffError(f"--set {key}: '{last}' is not inside a mapping")
+
+
+def _is_stage(parts: list[str | int]) -> bool:
+    """Whether a --set path names a stage mapping: ``align``, ``regularize[0]``, ..."""
+    if len(parts) == 1:
+        return parts[0] in KINDS and parts[0] != "regularize"
+    return len(parts) == 2 and parts[0] == "regularize" and isinstance(parts[1], int)
+
+
+def _names_first(overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """Overrides that choose a component (``align.name=flow``) before the others, so that
+    parameters given for the new component are set after the old ones are dropped."""
+    naming = [a for a in overrides if a.split("=", 1)[0].strip().endswith(".name")]
+    return naming + [a for a in overrides if a not in naming]
 
 
 # -- loading -------------------------------------------------------------------
@@ -219,7 +250,7 @@ def load_spec(
     else:
         path = find_pipeline(source)
         data, label = read_yaml(path), str(path)
-    for assignment in overrides:
+    for assignment in _names_first(overrides):
         apply_override(data, assignment)
     return validate(data, label=label, registry=registry)
 

@@ -255,6 +255,7 @@ def render_stack(
     camera: ThinLensCamera | None = None,
     near_m: float | None = None,
     far_m: float | None = None,
+    sweep_m: tuple[float, float] | None = None,
     exposure_flicker: float = 0.0,
     focus_breathing: float = 0.0,
     shake_px: float = 0.0,
@@ -280,6 +281,11 @@ def render_stack(
     near_m, far_m : float, optional
         Nearest and farthest focus distances (default 0.8 m and 1.25 m, about 14.5 px
         of maximum blur with the default camera). Scene depths lie in this range.
+    sweep_m : tuple of float, optional
+        Focus distances of the first and the last frame when the sweep should not match the
+        scene's depth range: ``(0.4, 1.25)`` starts far in front of a scene at 0.8-1.25 m,
+        so the first frames are defocused everywhere and almost featureless. Default
+        ``(near_m, far_m)``. Ground-truth indices then lie inside the sweep's range.
     exposure_flicker : float
         Relative standard deviation of a per-frame gain ``1 + flicker * N(0, 1)`` (clipped
         to >= 0.05), applied before noise; the gains are in ``metadata["exposure_gains"]``.
@@ -326,7 +332,10 @@ def render_stack(
             raise DffError(f"{name} = {value}: expected a number in [{lo:g}, {hi:g}]")
 
     d_near, d_far = 1.0 / near, 1.0 / far
-    focus = 1.0 / np.linspace(d_near, d_far, n_frames)
+    s_near, s_far = (near, far) if sweep_m is None else (float(sweep_m[0]), float(sweep_m[1]))
+    if not cam.focal_length_mm / 1000.0 < s_near < s_far:
+        raise DffError(f"need focal length < sweep_m[0] < sweep_m[1], got {sweep_m}")
+    focus = 1.0 / np.linspace(1.0 / s_near, 1.0 / s_far, n_frames)
     bin_depth = 1.0 / np.linspace(d_near, d_far, _N_BINS)
     sigma = np.stack([cam.coc_px(bin_depth, s) for s in focus]) / (2.0 * np.sqrt(2.0))
 
@@ -386,6 +395,7 @@ def render_stack(
         },
         "near_m": near,
         "far_m": far,
+        "sweep_m": [s_near, s_far],
         "focus_distances_m": focus.tolist(),
         "focus_spacing": "even in diopters, frame 0 nearest",
         "noise_sigma": float(noise_sigma),

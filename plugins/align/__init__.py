@@ -1,5 +1,6 @@
 """Aligners: bring every frame into the reference frame's pixel grid."""
 
+from .auto import Auto
 from .ecc import ECC
 from .external_flow import ExternalFlow
 from .flow import Flow
@@ -7,4 +8,4 @@ from .homography import Homography
 from .none import NoAlign
 from .raft import RAFT
 
-COMPONENTS = (NoAlign, Homography, ECC, Flow, RAFT, ExternalFlow)
+COMPONENTS = (NoAlign, Auto, Homography, ECC, Flow, RAFT, ExternalFlow)

@@ -38,6 +38,10 @@ class ECC(PairwiseAligner):
         "coefficient maximization, IEEE TPAMI 30(10), 2008"
     )
 
+    @property
+    def path_model(self) -> str:
+        return self.params.motion
+
     def prepare(self, stack: FocalStack) -> list[list[np.ndarray]]:
         """Each frame's grey pyramid, built once."""
         depth = max(self.params.levels, self.params.finest_level + 1)

@@ -107,6 +107,8 @@ class ExternalFlow(PairwiseAligner):
         "optical flow, IJCV 92(1), 2011"
     )
 
+    path_model = None  # dense maps are composed, not fitted
+
     def _read(self, shape: tuple[int, int], ref: int, a: int, b: int) -> tuple[np.ndarray, dict]:
         p = self.params
         pattern = p.pattern or DEFAULT_PATTERNS[p.mode]

@@ -35,6 +35,8 @@ class FlowAligner(PairwiseAligner):
 
     Params = FlowParams
 
+    path_model = None  # dense maps are composed, not fitted
+
     def pair_flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(H,W,2) float32 flow with a(x) ≈ b(x + flow(x)), from grey float32 images."""
         raise NotImplementedError

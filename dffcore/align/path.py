@@ -1,0 +1,250 @@
+"""One consistent motion path for the whole stack, fitted to pairwise estimates.
+
+Chaining pairwise transforms multiplies their errors into every later frame, and one
+failed pair ruins the rest of the stack. Instead, every frame's transform to the
+reference is a free parameter, and :func:`fit_path` finds the path that agrees best with
+all pairwise estimates at once:
+
+- each estimate ``M_ab`` (frame ``a`` to frame ``b``) asks that ``T_b(y) = M_ab(T_a(y))``
+  at nine control points ``y`` spread over the reference grid; the misfit is in pixels
+  and enters through a robust loss (soft L1, scale 1 px), so one estimate that disagrees
+  with the others loses its pull;
+- focus breathing changes magnification smoothly over the sweep: the second difference
+  of each frame's log-magnification is penalised (``breathing``);
+- a weak second-difference penalty on every parameter (``prior``) keeps the problem
+  well posed: a frame without any usable estimate gets the motion interpolated from its
+  neighbours (or carried on at the ends of the stack) instead of a guess.
+
+Transforms are parameterised in normalised coordinates (centre at 0, half the larger
+side = 1) by the aligner's motion model: translation (2 parameters), euclidean (3),
+affine (6) or homography (8). Solved by :func:`scipy.optimize.least_squares` with the
+Jacobian's sparsity (each residual involves at most three frames).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.sparse import lil_matrix
+
+#: parameters per frame of each motion model
+MODELS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
+#: robust loss scale of the pairwise misfit (px)
+LOSS_SCALE_PX = 1.0
+
+
+@dataclass(frozen=True)
+class PairEstimate:
+    """A usable pairwise estimate: ``transform`` maps frame ``a``'s pixel coordinates to
+    frame ``b``'s (3x3)."""
+
+    a: int
+    b: int
+    transform: np.ndarray
+    weight: float = 1.0
+
+
+@dataclass
+class PathFit:
+    """The fitted path: ``transforms[k]`` maps reference pixels to frame ``k`` (None for
+    the reference), ``residual_px[i]`` the RMS misfit of pair ``i`` at the control
+    points, and the frames no usable pair reached (``interpolated``)."""
+
+    transforms: list[np.ndarray | None]
+    residual_px: list[float]
+    interpolated: list[int]
+
+
+class _Frame:
+    """Pixel <-> normalised coordinates of a grid and the model's parameterisation."""
+
+    def __init__(self, shape: tuple[int, int], model: str) -> None:
+        h, w = shape
+        self.size = max(h, w) / 2.0
+        cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+        self.to_norm = np.array(
+            [[1 / self.size, 0, -cx / self.size], [0, 1 / self.size, -cy / self.size], [0, 0, 1]]
+        )
+        self.to_pixels = np.linalg.inv(self.to_norm)
+        self.model = model
+        self.k = MODELS[model]
+        xs = np.array([0.0, cx, 2 * cx])
+        ys = np.array([0.0, cy, 2 * cy])
+        gx, gy = np.meshgrid(xs, ys)
+        points = np.stack([gx.ravel(), gy.ravel(), np.ones(9)])
+        self.points = self.to_norm @ points  # (3, 9) control points, normalised
+
+    def matrix(self, p: np.ndarray) -> np.ndarray:
+        """Normalised 3x3 transform of the parameters ``p``."""
+        return self.matrices(np.asarray(p, np.float64)[None])[0]
+
+    def matrices(self, p: np.ndarray) -> np.ndarray:
+        """``(n, 3, 3)`` normalised transforms of the ``(n, k)`` parameters ``p``."""
+        m = np.zeros((p.shape[0], 3, 3))
+        m[:, 0, 0] = m[:, 1, 1] = m[:, 2, 2] = 1.0
+        if self.model == "translation":
+            m[:, 0, 2], m[:, 1, 2] = p[:, 0], p[:, 1]
+        elif self.model == "euclidean":
+            c, s = np.cos(p[:, 0]), np.sin(p[:, 0])
+            m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, -s, s, c
+            m[:, 0, 2], m[:, 1, 2] = p[:, 1], p[:, 2]
+        else:
+            m[:, 0, 0] += p[:, 0]
+            m[:, 0, 1], m[:, 0, 2], m[:, 1, 0] = p[:, 1], p[:, 2], p[:, 3]
+            m[:, 1, 1] += p[:, 4]
+            m[:, 1, 2] = p[:, 5]
+            if self.model == "homography":
+                m[:, 2, 0], m[:, 2, 1] = p[:, 6], p[:, 7]
+        return m
+
+    def params(self, t_pixels: np.ndarray) -> np.ndarray:
+        """The parameters closest to a pixel transform (its model part)."""
+        t = self.to_norm @ t_pixels @ self.to_pixels
+        t = t / t[2, 2]
+        if self.model == "translation":
+            return np.array([t[0, 2], t[1, 2]])
+        if self.model == "euclidean":
+            return np.array([math.atan2(t[1, 0] - t[0, 1], t[0, 0] + t[1, 1]), t[0, 2], t[1, 2]])
+        p = [t[0, 0] - 1, t[0, 1], t[0, 2], t[1, 0], t[1, 1] - 1, t[1, 2]]
+        return np.array(p + ([t[2, 0], t[2, 1]] if self.model == "homography" else []))
+
+
+def _apply(t: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``(m, 3, 3)`` transforms applied to ``(m, 3, 9)`` or ``(3, 9)`` homogeneous points:
+    ``(m, 3, 9)`` homogeneous results with last row 1."""
+    q = t @ points
+    return q / q[:, 2:3]
+
+
+def fit_path(
+    n: int,
+    ref: int,
+    shape: tuple[int, int],
+    pairs: Sequence[PairEstimate],
+    model: str,
+    *,
+    initial: Sequence[np.ndarray | None] | None = None,
+    breathing: float = 1.0,
+    prior: float = 0.05,
+) -> PathFit:
+    """The motion path most consistent with ``pairs`` (see the module docstring).
+
+    Parameters
+    ----------
+    n, ref, shape
+        Number of frames, the reference frame, (H, W) of the frames.
+    pairs : sequence of PairEstimate
+        The usable estimates (failed and implausible pairs left out).
+    model : str
+        One of :data:`MODELS`.
+    initial : sequence, optional
+        Starting transforms (reference -> frame, pixels; None = identity), e.g. chained.
+    breathing, prior : float
+        Weights of the smooth-magnification and the weak smoothness penalties, in pixels
+        of misfit per unit second difference at the image's half-size.
+    """
+    frame = _Frame(shape, model)
+    k = frame.k
+    free = [i for i in range(n) if i != ref]
+    slot = {f: j for j, f in enumerate(free)}
+    x0 = np.zeros(k * len(free))
+    for f in free:
+        t0 = None if initial is None else initial[f]
+        if t0 is not None:
+            x0[k * slot[f] : k * slot[f] + k] = frame.params(t0)
+    norm_pairs = [
+        (p.a, p.b, frame.to_norm @ p.transform @ frame.to_pixels, math.sqrt(p.weight))
+        for p in pairs
+    ]
+    scale_prior = breathing if model in ("affine", "homography") else 0.0
+
+    a_idx = np.array([a for a, _, _, _ in norm_pairs], int)
+    b_idx = np.array([b for _, b, _, _ in norm_pairs], int)
+    measured_t = np.array([m for _, _, m, _ in norm_pairs]).reshape(-1, 3, 3)
+    weights = np.array([sw for _, _, _, sw in norm_pairs]).reshape(-1, 1, 1)
+    free_idx = np.array(free, int)
+
+    def all_params(x: np.ndarray) -> np.ndarray:
+        out = np.zeros((n, k))
+        out[free_idx] = x.reshape(-1, k)
+        return out
+
+    def pair_misfit(mats: np.ndarray) -> np.ndarray:
+        """``(m, 2, 9)`` pixel misfit of every pair at the control points."""
+        predicted = _apply(mats[b_idx], frame.points)
+        measured = _apply(measured_t, _apply(mats[a_idx], frame.points))
+        return frame.size * (predicted - measured)[:, :2]
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        params = all_params(x)
+        mats = frame.matrices(params)
+        out = [(weights * pair_misfit(mats)).ravel()]
+        if n > 2:
+            out.append((prior * frame.size * (params[:-2] - 2 * params[1:-1] + params[2:])).ravel())
+            if scale_prior:
+                det = np.linalg.det(mats[:, :2, :2])
+                ls = 0.5 * np.log(np.maximum(det, 1e-9))
+                out.append(scale_prior * frame.size * (ls[:-2] - 2 * ls[1:-1] + ls[2:]))
+        return np.concatenate(out)
+
+    sparsity = _sparsity(n, a_idx, b_idx, slot, ref, k, scale_prior > 0)
+    if x0.size:
+        solution = least_squares(
+            residuals,
+            x0,
+            jac_sparsity=sparsity,
+            loss="soft_l1",
+            f_scale=LOSS_SCALE_PX,
+            method="trf",
+            x_scale=1.0 / frame.size,
+        ).x
+    else:
+        solution = x0
+    mats = frame.matrices(all_params(solution))
+    transforms: list[np.ndarray | None] = []
+    for f in range(n):
+        tf = frame.to_pixels @ mats[f] @ frame.to_norm
+        transforms.append(None if f == ref else tf / tf[2, 2])
+    d = pair_misfit(mats) if norm_pairs else np.zeros((0, 2, 9))
+    misfit = np.sqrt((d**2).sum(axis=1).mean(axis=1)).tolist()
+    reached = {p.a for p in pairs} | {p.b for p in pairs} | {ref}
+    return PathFit(transforms, misfit, [f for f in range(n) if f not in reached])
+
+
+def _sparsity(
+    n: int,
+    a_idx: np.ndarray,
+    b_idx: np.ndarray,
+    slot: dict[int, int],
+    ref: int,
+    k: int,
+    scale_prior: bool,
+) -> lil_matrix:
+    """Which parameters each residual of :func:`fit_path` depends on, in its row order:
+    18 per pair, then k per interior frame, then one per interior frame (breathing)."""
+    interior = max(n - 2, 0)
+    rows = 18 * len(a_idx) + interior * (k + (1 if scale_prior else 0))
+    s = lil_matrix((max(rows, 1), max(k * len(slot), 1)), dtype=np.int8)
+
+    def mark(row0: int, count: int, frames: Sequence[int]) -> None:
+        for f in frames:
+            if f != ref:
+                s[row0 : row0 + count, k * slot[f] : k * slot[f] + k] = 1
+
+    for i, (a, b) in enumerate(zip(a_idx.tolist(), b_idx.tolist(), strict=True)):
+        mark(18 * i, 18, (a, b))
+    r = 18 * len(a_idx)
+    for i in range(interior):
+        for j in range(k):  # parameter j of frames i, i+1, i+2
+            for f in (i, i + 1, i + 2):
+                if f != ref:
+                    s[r + i * k + j, k * slot[f] + j] = 1
+    r += interior * k
+    if scale_prior:
+        for i in range(interior):
+            mark(r + i, 1, (i, i + 1, i + 2))
+    return s
