@@ -233,6 +233,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if not args.quiet:
+        if run.alignment is not None and run.alignment.summary:
+            print(f"dff: align ({run.spec.align.name}): {run.alignment.summary}", file=sys.stderr)
         _summary(run, files, args.out)
     return 0
 

@@ -263,7 +263,7 @@ def test_grid_expands_one_pipeline_into_named_variants(tmp_path: Path) -> None:
     ]
     got = [(v.spec.aggregate.params.sigma, v.spec.focus.params.window) for v in variants]
     assert got == [(1.0, 3), (1.0, 7), (2.5, 3), (2.5, 7)]  # the grid wins over --set
-    assert variants[0].spec.align.name == "ecc"  # the rest of fast.yaml is kept
+    assert variants[0].spec.align.name == "auto"  # the rest of fast.yaml is kept
     assert parse_grid("regularize[0].params.w=[1,2],[3,4]") == (
         "regularize[0].params.w",
         ["[1,2]", "[3,4]"],

@@ -23,6 +23,9 @@ from dffcore.ops.warp import scale_transform, shift_transform, valid_mask, warp
 
 logger = logging.getLogger(__name__)
 
+#: a crop must keep this share of the image and this many pixels a side, else it is an error
+MIN_CROP_AREA = 0.25
+MIN_CROP_SIDE = 8
 #: (y0, y1, x0, x1): rows and columns of the reference grid the outputs cover
 Box = tuple[int, int, int, int]
 
@@ -45,7 +48,17 @@ def crop_box(alignment: Alignment) -> Box:
         m = frame_mask(t, alignment.shape)
         if m is not None:
             common = m if common is None else np.logical_and(common, m, out=common)
-    return (0, h, 0, w) if common is None else largest_valid_rectangle(common)
+    if common is None:
+        return 0, h, 0, w
+    box = largest_valid_rectangle(common)
+    y0, y1, x0, x1 = box
+    if (y1 - y0) * (x1 - x0) < MIN_CROP_AREA * h * w or min(y1 - y0, x1 - x0) < MIN_CROP_SIDE:
+        raise DffError(
+            f"the region every frame covers is only {x1 - x0}x{y1 - y0} px of {w}x{h}: the "
+            "frames hardly overlap after alignment; check the alignment (run.json) or set "
+            "crop: false"
+        )
+    return box
 
 
 def box_to_crop(box: Box, shape: tuple[int, int]) -> tuple[int, int, int, int] | None:

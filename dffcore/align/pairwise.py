@@ -253,9 +253,8 @@ class PairwiseAligner(Aligner):
         motions = [describe(global_part(t), shape) for t in transforms if t is not None]
         scale = max((abs(m.scale) for m in motions), default=0.0)
         shift = max((m.shift for m in motions), default=0.0) * math.hypot(*shape)
-        model = self.path_model or "dense"
         text = (
-            f"{self.name}: {len(found)}/{n - 1} pairs aligned, {model} path, max "
+            f"{len(found)}/{n - 1} pairs aligned, max "
             f"magnification change {scale:.1%}, max shift {shift:.1f} px"
         )
         missing = n - 1 - len(found)

@@ -87,8 +87,8 @@ def colour_depth(index: np.ndarray, n: int) -> np.ndarray:
     text_w = int(cv2.getTextSize(f"{n - 1}", font, fs, 1)[0][0]) + 8
     canvas = np.full((h, w + pad + bar_w + text_w + pad, 3), 255, np.uint8)
     canvas[:, :w] = img
-    m = max(8, h // 20)  # vertical margin for labels
-    ramp = np.linspace(0, 255, max(h - 2 * m, 2)).astype(np.uint8)[:, None]
+    m = min(max(8, h // 20), (h - 1) // 2)  # vertical margin for labels (none on tiny maps)
+    ramp = np.linspace(0, 255, max(h - 2 * m, 1)).astype(np.uint8)[:, None]
     bar = cv2.applyColorMap(np.repeat(ramp, bar_w, axis=1), cv2.COLORMAP_VIRIDIS)
     x0 = w + pad
     canvas[m : m + bar.shape[0], x0 : x0 + bar_w] = bar
@@ -189,6 +189,7 @@ def run_record(
         ],
         "seconds_total": round(run.seconds, 4),
         "licences": run.notices,
+        "alignment_summary": "" if run.alignment is None else run.alignment.summary,
         "alignment": [] if run.alignment is None else run.alignment.frame_records(),
         "unreliable_pixels": int((result.confidence == 0).sum()),
         "diagnostics": result.diagnostics,

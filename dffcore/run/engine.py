@@ -134,6 +134,7 @@ def run_pipeline(
         stage_report = report if plan.mode != "bands" else _silent
         call = _stage_caller(recorder, stage_report, jobs, notices)
         result, volume = process(plan, frames, stages, components, call, report)
+    warn_unreliable(stack, result)
     depth = None
     if stack.focus_distances is not None:
         depth = index_to_depth(result.index, stack.focus_distances, stack.focus_unit or "m")
@@ -150,6 +151,37 @@ def run_pipeline(
         aligned=frames.rows(0, frames.shape[1]) if intermediates else None,
         volume=volume if intermediates else None,
     )
+
+
+#: a frame covering less of the output grid, or a result with more unreliable pixels than
+#: this share, is named in a warning
+UNRELIABLE_SHARE = 0.5
+
+
+def warn_unreliable(stack: FocalStack, result: DepthResult) -> None:
+    """Say which frames lack data after alignment and when most depth is unreliable: a run
+    never ends with nearly every pixel at confidence 0 without a word."""
+    coverage = result.diagnostics.get("frame_coverage", [])
+    poor = [(i, c) for i, c in enumerate(coverage) if c < UNRELIABLE_SHARE]
+    if poor:
+        names = ", ".join(
+            f"{i} ({stack.paths[i].name if i < len(stack.paths) else f'#{i}'}, {c:.0%})"
+            for i, c in poor[:6]
+        )
+        more = f" and {len(poor) - 6} more" if len(poor) > 6 else ""
+        logger.warning(
+            "after alignment, frames %s%s cover less than half of the output; depth that "
+            "relies on them gets confidence 0",
+            names,
+            more,
+        )
+    unreliable = float((result.confidence == 0).mean())
+    if unreliable > UNRELIABLE_SHARE:
+        logger.warning(
+            "%.0f %% of the pixels are unreliable (confidence 0)%s",
+            100 * unreliable,
+            ": the alignment left frames without data" if poor else "",
+        )
 
 
 def require_alignment(stage: StageSpec, aligned: AlignedStack) -> Alignment:
@@ -182,6 +214,7 @@ def process(
     groups = [regions] if plan.parallel else [[r] for r in regions]
     volume: FocusVolume | None = None
     diagnostics: list[dict[str, Any]] = []
+    covered = np.zeros(n)  # pixels of the output grid each frame has data for
     for done, group in enumerate(groups, 1):
         windows = [(max(a - plan.margin, 0), min(b + plan.margin, h)) for a, b in group]
         parts = [frames.rows(ra, rb) for ra, rb in windows]
@@ -192,6 +225,9 @@ def process(
             confidence[a:b] = np.clip(np.nan_to_num(res.confidence[keep], nan=0.0), 0, 1)
             if part.valid is not None:
                 confidence[a:b][unmeasured(index[a:b], part.valid[:, keep])] = 0
+                covered += part.valid[:, keep].sum(axis=(1, 2))
+            else:
+                covered += (b - a) * w
             aif[a:b] = res.all_in_focus[keep].reshape(b - a, w, c)
             diagnostics.append(res.diagnostics)
         if len(regions) == 1:
@@ -200,6 +236,7 @@ def process(
             report("bands", done, len(groups))
     if len(diagnostics) > 1:  # one region's diagnostics each (e.g. graph-cut energies)
         diagnostics = [{"regions": diagnostics}] if any(diagnostics) else [{}]
+    diagnostics[0] = {**diagnostics[0], "frame_coverage": np.round(covered / (h * w), 4).tolist()}
     return DepthResult(index, confidence, aif, diagnostics=diagnostics[0]), volume
 
 

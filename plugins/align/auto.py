@@ -88,32 +88,32 @@ class Auto(Aligner):
         decision: dict[str, Any] = {"global": p.motion}
         if not glob.moves:
             decision["decision"] = "none"
-            return _decided(glob, decision, glob.summary.replace("ecc:", "auto:"))
+            return _decided(glob, decision, glob.summary)
         residual = parallax_residual(stack, glob)
         decision["residual_px"] = round(residual, 3)
         wanted = p.parallax == "on" or (p.parallax == "auto" and residual > p.parallax_px)
-        base = glob.summary.replace("ecc: ", "")
+        base = glob.summary
         if not wanted:
             decision["decision"] = "global"
-            text = f"auto: global {p.motion} path ({base}); residual {residual:.2f} px"
+            text = f"global {p.motion} path ({base}); residual {residual:.2f} px"
             return _decided(glob, decision, text)
         try:
             maps, occluded = self._residual_flow(stack, glob, ctx)
         except DffError as exc:  # the global path stands
             decision["decision"] = "global (residual flow failed)"
-            text = f"auto: global {p.motion} path ({base}); residual {residual:.2f} px; {exc}"
+            text = f"global {p.motion} path ({base}); residual {residual:.2f} px; {exc}"
             return _decided(glob, decision, text)
         worst = max(occluded)
         if worst > MAX_OCCLUDED:
             decision["decision"] = "global (residual flow rejected)"
             text = (
-                f"auto: global {p.motion} path ({base}); residual {residual:.2f} px; a "
+                f"global {p.motion} path ({base}); residual {residual:.2f} px; a "
                 f"residual flow would leave {worst:.0%} of a frame without data"
             )
             return _decided(glob, decision, text)
         decision["decision"] = "global + residual flow"
         text = (
-            f"auto: global {p.motion} path + residual flow ({base}); residual {residual:.2f} "
+            f"global {p.motion} path + residual flow ({base}); residual {residual:.2f} "
             f"px before the flow, up to {worst:.1%} of a frame occluded"
         )
         out = Alignment(
