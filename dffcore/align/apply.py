@@ -50,7 +50,7 @@ def crop_box(alignment: Alignment) -> Box:
             common = m if common is None else np.logical_and(common, m, out=common)
     if common is None:
         return 0, h, 0, w
-    box = largest_valid_rectangle(common)
+    box = largest_valid_rectangle(common) if common.any() else (0, 0, 0, 0)
     y0, y1, x0, x1 = box
     if (y1 - y0) * (x1 - x0) < MIN_CROP_AREA * h * w or min(y1 - y0, x1 - x0) < MIN_CROP_SIDE:
         raise DffError(

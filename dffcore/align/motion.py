@@ -19,6 +19,7 @@ reaches ``threshold`` (0.25 by default).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -33,19 +34,25 @@ TEST_SIDE = 320
 TEST_SMOOTH = 5
 
 
-def test_images(frames: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float]:
+#: small copies of a stack's frames and their scale (:func:`test_images`)
+Copies = tuple[list[np.ndarray], float]
+
+
+def test_images(frames: Sequence[np.ndarray], jobs: int = 1) -> Copies:
     """Grey, smoothed copies of ``frames`` with a long side of at most :data:`TEST_SIDE`,
-    and their scale."""
+    and their scale (``jobs`` threads)."""
     h, w = frames[0].shape[:2]
     s = min(1.0, TEST_SIDE / max(h, w))
     size = (max(8, round(w * s)), max(8, round(h * s)))
-    out = []
-    for f in frames:
+
+    def copy(f: np.ndarray) -> np.ndarray:
         g = to_grey(f)
         if s < 1:
             g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
-        out.append(cv2.GaussianBlur(g, (TEST_SMOOTH, TEST_SMOOTH), 0))
-    return out, s
+        return cv2.GaussianBlur(g, (TEST_SMOOTH, TEST_SMOOTH), 0)
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        return list(pool.map(copy, frames)), s
 
 
 def explained(

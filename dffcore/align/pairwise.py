@@ -22,7 +22,7 @@ from pydantic import Field
 from dffcore.align.apply import apply_alignment
 from dffcore.align.ecc import ecc_pair
 from dffcore.align.limits import MotionLimits, describe, implausible
-from dffcore.align.motion import explained, test_images
+from dffcore.align.motion import Copies, explained, test_images
 from dffcore.align.path import PairEstimate, fit_path
 from dffcore.core.components import Aligner, Context, Params, Reference, resolve_reference
 from dffcore.core.data import (
@@ -128,9 +128,16 @@ class PairwiseAligner(Aligner):
         raise NotImplementedError
 
     def estimate(
-        self, stack: FocalStack, ctx: Context, on_pair: Callable[[], None] | None = None
+        self,
+        stack: FocalStack,
+        ctx: Context,
+        on_pair: Callable[[], None] | None = None,
+        *,
+        copies: Copies | None = None,
     ) -> Alignment:
-        """Transforms from the reference to every frame (see the class docstring)."""
+        """Transforms from the reference to every frame (see the class docstring);
+        ``copies`` are the frames' :func:`~dffcore.align.motion.test_images` when the
+        caller has them already."""
         p = self.params
         n, shape = stack.n, stack.shape
         ref = resolve_reference(p.reference, n)
@@ -164,7 +171,7 @@ class PairwiseAligner(Aligner):
                 f"no pair of frames could be aligned ({'; '.join(reasons[:2])}{more}); if the "
                 "camera did not move, use align: none"
             )
-        images, scale = test_images(stack.frames)
+        images, scale = copies or test_images(stack.frames, ctx.jobs)
         scores = {ab: explained(images, scale, *ab, t) for ab, t in found.items()}
         for (_, b), score in scores.items():
             diagnostics[b]["explained"] = round(score, 4)
@@ -175,26 +182,56 @@ class PairwiseAligner(Aligner):
                 "frames differ): identity"
             )
             return alignment_of(p, ref, [None] * n, diagnostics, shape, summary)
-        transforms, interpolated = chained, [i for i in range(n) if i != ref]
         if self.path_model is not None:
-            pairs = [PairEstimate(a, b, t) for (a, b), t in found.items()]
+            bridges = self._bridges(stack, data, diagnostics, found) if p.chain else {}
+            pairs = [PairEstimate(a, b, t) for (a, b), t in {**found, **bridges}.items()]
             fit = fit_path(n, ref, shape, pairs, self.path_model, initial=chained)
-            for (_, b), misfit in zip(found, fit.residual_px, strict=True):
+            for i, ((_, b), misfit) in enumerate(zip(found, fit.residual_px, strict=False)):
                 diagnostics[b]["pair_residual_px"] = round(misfit, 3)
+                if i in fit.rejected:
+                    diagnostics[b]["rejected"] = f"disagrees with the path by {misfit:.1f} px"
             transforms, interpolated = list(fit.transforms), fit.interpolated
         else:
+            transforms = chained
             interpolated = [b for (a, b), d in _pairs(diagnostics) if (a, b) not in found]
         for i in interpolated:
             diagnostics[i]["interpolated"] = True
         self._check_path(stack, transforms)
-        return alignment_of(
-            p, ref, transforms, diagnostics, shape, self._summary(transforms, found, shape, n)
-        )
+        summary = self._summary(transforms, found, shape, n, len(interpolated))
+        return alignment_of(p, ref, transforms, diagnostics, shape, summary)
 
     def __call__(self, stack: FocalStack, ctx: Context) -> AlignedStack:
         tick = progress_ticks(ctx, 2 * stack.n - 1)  # n - 1 pairs, then n warps
         alignment = self.estimate(stack, ctx, tick)
         return apply_alignment(stack, alignment, jobs=ctx.jobs, tick=tick)
+
+    def _bridges(
+        self,
+        stack: FocalStack,
+        data: Any,
+        diagnostics: list[dict[str, Any]],
+        found: dict[tuple[int, int], np.ndarray],
+    ) -> dict[tuple[int, int], np.ndarray]:
+        """Pairs two frames apart around each failed neighbour pair, so that one frame
+        without usable structure does not cut the stack in two."""
+        out: dict[tuple[int, int], np.ndarray] = {}
+        n = stack.n
+        for (a, b), diag in _pairs(diagnostics):
+            if (a, b) in found:
+                continue
+            d = b - a
+            for x, y in ((a, b + d), (a - d, b)):
+                if not (0 <= x < n and 0 <= y < n) or (x, y) in found or (x, y) in out:
+                    continue
+                t, bd = self.estimate_pair(data, x, y)
+                if t is None or bd.get("failure"):
+                    continue
+                if implausible(global_part(t), stack.shape, self.params.limits, step=True):
+                    continue
+                out[(x, y)] = t
+                diag["bridged_by"] = [x, y]
+                break
+        return out
 
     def _checked_pair(
         self, stack: FocalStack, data: Any, a: int, b: int
@@ -249,6 +286,7 @@ class PairwiseAligner(Aligner):
         found: dict[tuple[int, int], np.ndarray],
         shape: tuple[int, int],
         n: int,
+        interpolated: int,
     ) -> str:
         motions = [describe(global_part(t), shape) for t in transforms if t is not None]
         scale = max((abs(m.scale) for m in motions), default=0.0)
@@ -258,7 +296,8 @@ class PairwiseAligner(Aligner):
             f"magnification change {scale:.1%}, max shift {shift:.1f} px"
         )
         missing = n - 1 - len(found)
-        return text + (f", {missing} pairs interpolated" if missing else "")
+        text += f", {missing} pairs failed" if missing else ""
+        return text + (f", {interpolated} frames interpolated" if interpolated else "")
 
 
 def frame_name(stack: FocalStack, i: int) -> str:

@@ -6,7 +6,7 @@ reference is a free parameter, and :func:`fit_path` finds the path that agrees b
 all pairwise estimates at once:
 
 - each estimate ``M_ab`` (frame ``a`` to frame ``b``) asks that ``T_b(y) = M_ab(T_a(y))``
-  at nine control points ``y`` spread over the reference grid; the misfit is in pixels
+  at the corners and the centre ``y`` of the reference grid; the misfit is in pixels
   and enters through a robust loss (soft L1, scale 1 px), so one estimate that disagrees
   with the others loses its pull;
 - focus breathing changes magnification smoothly over the sweep: the second difference
@@ -35,6 +35,10 @@ from scipy.sparse import lil_matrix
 MODELS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
 #: robust loss scale of the pairwise misfit (px)
 LOSS_SCALE_PX = 1.0
+#: control points per pair: the corners and the centre of the reference grid
+POINTS = 5
+#: a pair whose misfit exceeds this (px) and four times the median is left out
+OUTLIER_PX = 2.0
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,14 @@ class PairEstimate:
 class PathFit:
     """The fitted path: ``transforms[k]`` maps reference pixels to frame ``k`` (None for
     the reference), ``residual_px[i]`` the RMS misfit of pair ``i`` at the control
-    points, and the frames no usable pair reached (``interpolated``)."""
+    points, the frames no chain of kept pairs links to the reference (their motion comes
+    from the smoothness penalties: ``interpolated``) and the pairs left out as outliers
+    (``rejected``)."""
 
     transforms: list[np.ndarray | None]
     residual_px: list[float]
     interpolated: list[int]
+    rejected: list[int]
 
 
 class _Frame:
@@ -72,11 +79,10 @@ class _Frame:
         self.to_pixels = np.linalg.inv(self.to_norm)
         self.model = model
         self.k = MODELS[model]
-        xs = np.array([0.0, cx, 2 * cx])
-        ys = np.array([0.0, cy, 2 * cy])
-        gx, gy = np.meshgrid(xs, ys)
-        points = np.stack([gx.ravel(), gy.ravel(), np.ones(9)])
-        self.points = self.to_norm @ points  # (3, 9) control points, normalised
+        gx = np.array([0.0, 2 * cx, 2 * cx, 0.0, cx])  # the corners and the centre
+        gy = np.array([0.0, 0.0, 2 * cy, 2 * cy, cy])
+        points = np.stack([gx, gy, np.ones(POINTS)])
+        self.points = self.to_norm @ points  # (3, POINTS) control points, normalised
 
     def matrix(self, p: np.ndarray) -> np.ndarray:
         """Normalised 3x3 transform of the parameters ``p``."""
@@ -114,8 +120,8 @@ class _Frame:
 
 
 def _apply(t: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``(m, 3, 3)`` transforms applied to ``(m, 3, 9)`` or ``(3, 9)`` homogeneous points:
-    ``(m, 3, 9)`` homogeneous results with last row 1."""
+    """``(m, 3, 3)`` transforms applied to ``(m, 3, p)`` or ``(3, p)`` homogeneous points:
+    ``(m, 3, p)`` homogeneous results with last row 1."""
     q = t @ points
     return q / q[:, 2:3]
 
@@ -133,6 +139,11 @@ def fit_path(
 ) -> PathFit:
     """The motion path most consistent with ``pairs`` (see the module docstring).
 
+    After a first fit, estimates that disagree with the path far more than the others
+    (misfit above :data:`OUTLIER_PX` and four times the median) are left out and the path
+    is fitted again; their misfit stays in ``residual_px`` and their indices in
+    ``rejected``.
+
     Parameters
     ----------
     n, ref, shape
@@ -147,72 +158,125 @@ def fit_path(
         Weights of the smooth-magnification and the weak smoothness penalties, in pixels
         of misfit per unit second difference at the image's half-size.
     """
-    frame = _Frame(shape, model)
-    k = frame.k
-    free = [i for i in range(n) if i != ref]
-    slot = {f: j for j, f in enumerate(free)}
-    x0 = np.zeros(k * len(free))
-    for f in free:
-        t0 = None if initial is None else initial[f]
-        if t0 is not None:
-            x0[k * slot[f] : k * slot[f] + k] = frame.params(t0)
-    norm_pairs = [
-        (p.a, p.b, frame.to_norm @ p.transform @ frame.to_pixels, math.sqrt(p.weight))
-        for p in pairs
-    ]
-    scale_prior = breathing if model in ("affine", "homography") else 0.0
+    problem = _Problem(n, ref, shape, model, breathing, prior)
+    pairs = list(pairs)
+    kept = list(range(len(pairs)))
+    transforms = problem.solve([pairs[i] for i in kept], initial)
+    misfit = problem.misfit(transforms, pairs)
+    for _ in range(2):
+        typical = float(np.median([misfit[i] for i in kept])) if kept else 0.0
+        worse = [i for i in kept if misfit[i] > max(OUTLIER_PX, 4 * typical)]
+        if not worse:
+            break
+        kept = [i for i in kept if i not in worse]
+        transforms = problem.solve([pairs[i] for i in kept], transforms)
+        misfit = problem.misfit(transforms, pairs)
+    connected = _connected(ref, [(pairs[i].a, pairs[i].b) for i in kept])
+    return PathFit(
+        transforms,
+        misfit,
+        [f for f in range(n) if f not in connected],
+        [i for i in range(len(pairs)) if i not in kept],
+    )
 
-    a_idx = np.array([a for a, _, _, _ in norm_pairs], int)
-    b_idx = np.array([b for _, b, _, _ in norm_pairs], int)
-    measured_t = np.array([m for _, _, m, _ in norm_pairs]).reshape(-1, 3, 3)
-    weights = np.array([sw for _, _, _, sw in norm_pairs]).reshape(-1, 1, 1)
-    free_idx = np.array(free, int)
 
-    def all_params(x: np.ndarray) -> np.ndarray:
-        out = np.zeros((n, k))
-        out[free_idx] = x.reshape(-1, k)
+class _Problem:
+    """The least-squares problem of one stack; :meth:`solve` fits a set of pairs."""
+
+    def __init__(
+        self, n: int, ref: int, shape: tuple[int, int], model: str, breathing: float, prior: float
+    ) -> None:
+        self.n, self.ref, self.frame = n, ref, _Frame(shape, model)
+        self.free = [i for i in range(n) if i != ref]
+        self.slot = {f: j for j, f in enumerate(self.free)}
+        self.prior = prior
+        self.scale_prior = breathing if model in ("affine", "homography") else 0.0
+
+    def params(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.n, self.frame.k))
+        out[np.array(self.free, int)] = x.reshape(-1, self.frame.k)
         return out
 
-    def pair_misfit(mats: np.ndarray) -> np.ndarray:
-        """``(m, 2, 9)`` pixel misfit of every pair at the control points."""
-        predicted = _apply(mats[b_idx], frame.points)
-        measured = _apply(measured_t, _apply(mats[a_idx], frame.points))
-        return frame.size * (predicted - measured)[:, :2]
+    def pair_misfit(self, mats: np.ndarray, pairs: Sequence[PairEstimate]) -> np.ndarray:
+        """``(m, 2, POINTS)`` pixel misfit of every pair at the control points."""
+        if not pairs:
+            return np.zeros((0, 2, POINTS))
+        f = self.frame
+        a = np.array([p.a for p in pairs], int)
+        b = np.array([p.b for p in pairs], int)
+        measured_t = np.array([f.to_norm @ p.transform @ f.to_pixels for p in pairs])
+        predicted = _apply(mats[b], f.points)
+        measured = _apply(measured_t, _apply(mats[a], f.points))
+        return f.size * (predicted - measured)[:, :2]
 
-    def residuals(x: np.ndarray) -> np.ndarray:
-        params = all_params(x)
-        mats = frame.matrices(params)
-        out = [(weights * pair_misfit(mats)).ravel()]
-        if n > 2:
-            out.append((prior * frame.size * (params[:-2] - 2 * params[1:-1] + params[2:])).ravel())
-            if scale_prior:
-                det = np.linalg.det(mats[:, :2, :2])
-                ls = 0.5 * np.log(np.maximum(det, 1e-9))
-                out.append(scale_prior * frame.size * (ls[:-2] - 2 * ls[1:-1] + ls[2:]))
-        return np.concatenate(out)
+    def misfit(
+        self, transforms: Sequence[np.ndarray | None], pairs: Sequence[PairEstimate]
+    ) -> list[float]:
+        """RMS misfit (px) of each pair under ``transforms``."""
+        f = self.frame
+        mats = np.array(
+            [np.eye(3) if t is None else f.to_norm @ t @ f.to_pixels for t in transforms]
+        )
+        d = self.pair_misfit(mats, pairs)
+        return np.sqrt((d**2).sum(axis=1).mean(axis=1)).tolist()
 
-    sparsity = _sparsity(n, a_idx, b_idx, slot, ref, k, scale_prior > 0)
-    if x0.size:
-        solution = least_squares(
-            residuals,
-            x0,
-            jac_sparsity=sparsity,
-            loss="soft_l1",
-            f_scale=LOSS_SCALE_PX,
-            method="trf",
-            x_scale=1.0 / frame.size,
-        ).x
-    else:
+    def solve(
+        self, pairs: Sequence[PairEstimate], initial: Sequence[np.ndarray | None] | None
+    ) -> list[np.ndarray | None]:
+        f, n, k = self.frame, self.n, self.frame.k
+        x0 = np.zeros(k * len(self.free))
+        for fr in self.free:
+            t0 = None if initial is None else initial[fr]
+            if t0 is not None:
+                x0[k * self.slot[fr] : k * self.slot[fr] + k] = f.params(t0)
+        weights = np.sqrt(np.array([p.weight for p in pairs])).reshape(-1, 1, 1)
+
+        def residuals(x: np.ndarray) -> np.ndarray:
+            params = self.params(x)
+            mats = f.matrices(params)
+            out = [(weights * self.pair_misfit(mats, pairs)).ravel()]
+            if n > 2:
+                second = params[:-2] - 2 * params[1:-1] + params[2:]
+                out.append((self.prior * f.size * second).ravel())
+                if self.scale_prior:
+                    det = np.linalg.det(mats[:, :2, :2])
+                    ls = 0.5 * np.log(np.maximum(det, 1e-9))
+                    out.append(self.scale_prior * f.size * (ls[:-2] - 2 * ls[1:-1] + ls[2:]))
+            return np.concatenate(out)
+
+        a_idx = np.array([p.a for p in pairs], int)
+        b_idx = np.array([p.b for p in pairs], int)
+        sparsity = _sparsity(n, a_idx, b_idx, self.slot, self.ref, k, self.scale_prior > 0)
         solution = x0
-    mats = frame.matrices(all_params(solution))
-    transforms: list[np.ndarray | None] = []
-    for f in range(n):
-        tf = frame.to_pixels @ mats[f] @ frame.to_norm
-        transforms.append(None if f == ref else tf / tf[2, 2])
-    d = pair_misfit(mats) if norm_pairs else np.zeros((0, 2, 9))
-    misfit = np.sqrt((d**2).sum(axis=1).mean(axis=1)).tolist()
-    reached = {p.a for p in pairs} | {p.b for p in pairs} | {ref}
-    return PathFit(transforms, misfit, [f for f in range(n) if f not in reached])
+        if x0.size:
+            solution = least_squares(
+                residuals,
+                x0,
+                jac_sparsity=sparsity,
+                loss="soft_l1",
+                f_scale=LOSS_SCALE_PX,
+                method="trf",
+                x_scale=1.0 / f.size,
+            ).x
+        mats = f.matrices(self.params(solution))
+        out: list[np.ndarray | None] = []
+        for fr in range(n):
+            t = f.to_pixels @ mats[fr] @ f.to_norm
+            out.append(None if fr == self.ref else t / t[2, 2])
+        return out
+
+
+def _connected(ref: int, edges: Sequence[tuple[int, int]]) -> set[int]:
+    """Frames linked to the reference through ``edges``."""
+    seen, todo = {ref}, [ref]
+    while todo:
+        f = todo.pop()
+        for a, b in edges:
+            for x, y in ((a, b), (b, a)):
+                if x == f and y not in seen:
+                    seen.add(y)
+                    todo.append(y)
+    return seen
 
 
 def _sparsity(
@@ -225,9 +289,9 @@ def _sparsity(
     scale_prior: bool,
 ) -> lil_matrix:
     """Which parameters each residual of :func:`fit_path` depends on, in its row order:
-    18 per pair, then k per interior frame, then one per interior frame (breathing)."""
+    2 * POINTS per pair, then k per interior frame, then one per interior frame (breathing)."""
     interior = max(n - 2, 0)
-    rows = 18 * len(a_idx) + interior * (k + (1 if scale_prior else 0))
+    rows = 2 * POINTS * len(a_idx) + interior * (k + (1 if scale_prior else 0))
     s = lil_matrix((max(rows, 1), max(k * len(slot), 1)), dtype=np.int8)
 
     def mark(row0: int, count: int, frames: Sequence[int]) -> None:
@@ -236,8 +300,8 @@ def _sparsity(
                 s[row0 : row0 + count, k * slot[f] : k * slot[f] + k] = 1
 
     for i, (a, b) in enumerate(zip(a_idx.tolist(), b_idx.tolist(), strict=True)):
-        mark(18 * i, 18, (a, b))
-    r = 18 * len(a_idx)
+        mark(2 * POINTS * i, 2 * POINTS, (a, b))
+    r = 2 * POINTS * len(a_idx)
     for i in range(interior):
         for j in range(k):  # parameter j of frames i, i+1, i+2
             for f in (i, i + 1, i + 2):

@@ -3,7 +3,7 @@ dense residual flow where the scene has parallax."""
 
 from __future__ import annotations
 
-import itertools
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import cv2
@@ -11,17 +11,19 @@ import numpy as np
 from pydantic import Field
 
 from dffcore.align.apply import apply_alignment
-from dffcore.align.motion import test_images
+from dffcore.align.motion import Copies, test_images
 from dffcore.align.pairwise import AlignParams, progress_ticks
 from dffcore.core.components import Aligner, Context
 from dffcore.core.data import AlignedStack, Alignment, FocalStack
 from dffcore.core.errors import DffError
 from dffcore.ops.convert import to_grey, to_uint8
-from dffcore.ops.warp import compose, scale_transform, warp
+from dffcore.ops.warp import compose, flow_to_map, scale_transform, warp
 
 from .ecc import ECC, ECCParams
 from .flow import DenseFlowParams, Flow
 
+#: the largest share of pixels where a small flow may disagree forward and backward
+MAX_INCONSISTENT = 0.1
 #: the largest share of a frame the residual flow may leave without data (occluded)
 MAX_OCCLUDED = 0.2
 #: DIS presets for the parallax test and the residual flow
@@ -40,7 +42,7 @@ class AutoParams(AlignParams):
     finest_level: int = Field(
         2, ge=0, le=4, description="ECC level where refinement stops: 0 = full resolution"
     )
-    parallax: Literal["auto", "on", "off"] = Field(
+    parallax: Literal["auto", "always", "never"] = Field(
         "auto",
         description="dense residual flow on top of the global path: where the residual test "
         "finds parallax (auto), always, or never",
@@ -84,18 +86,27 @@ class Auto(Aligner):
         common = p.model_dump(
             exclude={"parallax", "parallax_px", "flow_preset", "flow_side", "occlusion_threshold"}
         )
-        glob = ECC(ECCParams(**common)).estimate(stack, ctx, on_pair)
+        copies = test_images(stack.frames, ctx.jobs)
+        glob = ECC(ECCParams(**common)).estimate(stack, ctx, on_pair, copies=copies)
         decision: dict[str, Any] = {"global": p.motion}
         if not glob.moves:
             decision["decision"] = "none"
             return _decided(glob, decision, glob.summary)
-        residual = parallax_residual(stack, glob)
+        residual, inconsistent = parallax_residual(copies, glob, ctx.jobs)
         decision["residual_px"] = round(residual, 3)
-        wanted = p.parallax == "on" or (p.parallax == "auto" and residual > p.parallax_px)
+        decision["flow_inconsistent"] = round(inconsistent, 4)
         base = glob.summary
-        if not wanted:
+        if p.parallax == "never" or (p.parallax == "auto" and residual <= p.parallax_px):
             decision["decision"] = "global"
             text = f"global {p.motion} path ({base}); residual {residual:.2f} px"
+            return _decided(glob, decision, text)
+        if p.parallax == "auto" and inconsistent > MAX_INCONSISTENT:
+            decision["decision"] = "global (flow unreliable)"
+            text = (
+                f"global {p.motion} path ({base}); residual {residual:.2f} px, but a flow "
+                f"between these frames is unreliable ({inconsistent:.0%} of the pixels "
+                "inconsistent: defocus, not motion)"
+            )
             return _decided(glob, decision, text)
         try:
             maps, occluded = self._residual_flow(stack, glob, ctx)
@@ -164,23 +175,41 @@ class Auto(Aligner):
         return maps, occluded
 
 
-def parallax_residual(stack: FocalStack, glob: Alignment, preset: str = "fast") -> float:
-    """Misregistration left by the global path: the 95th percentile of the optical flow
-    between globally aligned neighbouring frames (small copies, px at full resolution),
-    median over the pairs."""
-    images, scale = test_images(stack.frames)
+def parallax_residual(copies: Copies, glob: Alignment, jobs: int = 1) -> tuple[float, float]:
+    """Misregistration left by the global path, and how far a flow can be trusted.
+
+    On the small copies of :func:`~dffcore.align.motion.test_images`, warped by the
+    global path, the optical flow (DIS, ultrafast) between neighbouring frames, forward and
+    backward. Returns the median over the pairs of the flow's 95th percentile (px at full
+    resolution) and of the share of pixels where forward and backward flow disagree by
+    more than 2 px (defocus that the flow mistakes for motion)."""
+    images, scale = copies
     shape = images[0].shape[:2]
-    aligned = []
-    for img, t in zip(images, glob.transforms, strict=True):
-        small = scale_transform(t, 1.0 / scale, shape) if t is not None and scale != 1 else t
-        aligned.append(to_uint8(np.clip(warp(img, small, shape, "linear"), 0, 1)))
-    dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
     m = max(2, min(shape) // 10)  # leave out the borders the warp fills by mirroring
-    values = []
-    for a, b in itertools.pairwise(aligned):
-        f = dis.calc(a, b, None)[m:-m, m:-m]
-        values.append(float(np.percentile(np.linalg.norm(f, axis=2), 95)) / scale)
-    return float(np.median(values)) if values else 0.0
+
+    def aligned(k: int) -> np.ndarray:
+        t = glob.transforms[k]
+        small = scale_transform(t, 1.0 / scale, shape) if t is not None and scale != 1 else t
+        return to_uint8(np.clip(warp(images[k], small, shape, "linear"), 0, 1))
+
+    def residual(k: int) -> tuple[float, float]:
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        forward = dis.calc(frames[k], frames[k + 1], None)
+        backward = dis.calc(frames[k + 1], frames[k], None)
+        there = flow_to_map(forward)
+        back = cv2.remap(backward, there[..., 0], there[..., 1], cv2.INTER_LINEAR)
+        disagree = np.linalg.norm(forward + back, axis=2)[m:-m, m:-m] / scale
+        size = np.linalg.norm(forward, axis=2)[m:-m, m:-m] / scale
+        return float(np.percentile(size, 95)), float((disagree > 2.0).mean())
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        frames = list(pool.map(aligned, range(len(images))))
+        values = np.array(list(pool.map(residual, range(len(images) - 1)))).reshape(-1, 2)
+    return (
+        (float(np.median(values[:, 0])), float(np.median(values[:, 1])))
+        if len(values)
+        else (0.0, 0.0)
+    )
 
 
 def _decided(alignment: Alignment, decision: dict[str, Any], summary: str) -> Alignment:
