@@ -17,24 +17,24 @@ all pairwise estimates at once:
 
 Transforms are parameterised in normalised coordinates (centre at 0, half the larger
 side = 1) by the aligner's motion model: translation (2 parameters), euclidean (3),
-affine (6) or homography (8). Solved by :func:`scipy.optimize.least_squares` with the
-Jacobian's sparsity (each residual involves at most three frames).
+affine (6) or homography (8). Solved by a robust Gauss-Newton iteration whose Jacobian
+uses that each residual involves at most three neighbouring frames.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.sparse import lil_matrix
 
 #: parameters per frame of each motion model
 MODELS = {"translation": 2, "euclidean": 3, "affine": 6, "homography": 8}
 #: robust loss scale of the pairwise misfit (px)
 LOSS_SCALE_PX = 1.0
+#: Gauss-Newton iterations at most
+MAX_ITERATIONS = 30
 #: control points per pair: the corners and the centre of the reference grid
 POINTS = 5
 #: a pair whose misfit exceeds this (px) and four times the median is left out
@@ -134,7 +134,7 @@ def fit_path(
     model: str,
     *,
     initial: Sequence[np.ndarray | None] | None = None,
-    breathing: float = 1.0,
+    breathing: float = 0.1,
     prior: float = 0.05,
 ) -> PathFit:
     """The motion path most consistent with ``pairs`` (see the module docstring).
@@ -246,24 +246,72 @@ class _Problem:
 
         a_idx = np.array([p.a for p in pairs], int)
         b_idx = np.array([p.b for p in pairs], int)
-        sparsity = _sparsity(n, a_idx, b_idx, self.slot, self.ref, k, self.scale_prior > 0)
-        solution = x0
-        if x0.size:
-            solution = least_squares(
-                residuals,
-                x0,
-                jac_sparsity=sparsity,
-                loss="soft_l1",
-                f_scale=LOSS_SCALE_PX,
-                method="trf",
-                x_scale=1.0 / f.size,
-            ).x
+        depends = _sparsity(n, a_idx, b_idx, self.slot, self.ref, k, self.scale_prior > 0)
+        robust = np.zeros(depends.shape[0], bool)
+        robust[: 2 * POINTS * len(pairs)] = True  # the pairs' rows; the penalties are exact
+        groups = [[self.slot[fr] for fr in self.free if fr % 3 == g] for g in range(3)]
+        solution = _gauss_newton(residuals, x0, depends, k, groups, robust, 1.0 / f.size)
         mats = f.matrices(self.params(solution))
         out: list[np.ndarray | None] = []
         for fr in range(n):
             t = f.to_pixels @ mats[fr] @ f.to_norm
             out.append(None if fr == self.ref else t / t[2, 2])
         return out
+
+
+def _gauss_newton(
+    residuals: Callable[[np.ndarray], np.ndarray],
+    x0: np.ndarray,
+    depends: np.ndarray,
+    k: int,
+    groups: list[list[int]],
+    robust: np.ndarray,
+    tolerance: float,
+) -> np.ndarray:
+    """Robust Gauss-Newton (iteratively reweighted, soft-L1 on the ``robust`` rows with
+    scale :data:`LOSS_SCALE_PX`) with a finite-difference Jacobian: frames three apart
+    never share a residual, so each parameter of a third of the frames is perturbed at
+    once. ``depends[row, slot]`` says whether a residual involves a frame; ``tolerance``
+    is one pixel in parameter units."""
+    if not x0.size:
+        return x0
+    x = x0.copy()
+    step = 1e-6
+
+    def cost(r: np.ndarray) -> float:
+        z = (r[robust] / LOSS_SCALE_PX) ** 2
+        return float(2 * (np.sqrt(1 + z) - 1).sum() * LOSS_SCALE_PX**2 + (r[~robust] ** 2).sum())
+
+    r = residuals(x)
+    for _ in range(MAX_ITERATIONS):
+        jac = np.zeros((r.size, x.size))
+        for members in groups:
+            for j in range(k):
+                if not members:
+                    continue
+                cols = np.array(members) * k + j
+                moved = x.copy()
+                moved[cols] += step
+                diff = (residuals(moved) - r) / step
+                for slot, col in zip(members, cols, strict=True):
+                    rows = depends[:, slot]
+                    jac[rows, col] = diff[rows]
+        w = np.ones(r.size)
+        w[robust] = 1.0 / np.sqrt(1.0 + (r[robust] / LOSS_SCALE_PX) ** 2)
+        normal = jac.T @ (w[:, None] * jac)
+        normal[np.diag_indices_from(normal)] += 1e-9 * (1 + normal.diagonal())
+        dx = np.linalg.solve(normal, -(jac.T @ (w * r)))
+        before = cost(r)
+        r_new = residuals(x + dx)
+        for _ in range(10):  # halve the step until the robust cost does not grow
+            if cost(r_new) <= before:
+                break
+            dx /= 2
+            r_new = residuals(x + dx)
+        x, r = x + dx, r_new
+        if np.abs(dx).max() < tolerance * 1e-3:  # below a thousandth of a pixel
+            break
+    return x
 
 
 def _connected(ref: int, edges: Sequence[tuple[int, int]]) -> set[int]:
@@ -287,26 +335,23 @@ def _sparsity(
     ref: int,
     k: int,
     scale_prior: bool,
-) -> lil_matrix:
-    """Which parameters each residual of :func:`fit_path` depends on, in its row order:
+) -> np.ndarray:
+    """Which frames (by slot) each residual of :func:`fit_path` involves, in its row order:
     2 * POINTS per pair, then k per interior frame, then one per interior frame (breathing)."""
     interior = max(n - 2, 0)
     rows = 2 * POINTS * len(a_idx) + interior * (k + (1 if scale_prior else 0))
-    s = lil_matrix((max(rows, 1), max(k * len(slot), 1)), dtype=np.int8)
+    s = np.zeros((rows, len(slot)), bool)
 
     def mark(row0: int, count: int, frames: Sequence[int]) -> None:
         for f in frames:
             if f != ref:
-                s[row0 : row0 + count, k * slot[f] : k * slot[f] + k] = 1
+                s[row0 : row0 + count, slot[f]] = True
 
     for i, (a, b) in enumerate(zip(a_idx.tolist(), b_idx.tolist(), strict=True)):
         mark(2 * POINTS * i, 2 * POINTS, (a, b))
     r = 2 * POINTS * len(a_idx)
-    for i in range(interior):
-        for j in range(k):  # parameter j of frames i, i+1, i+2
-            for f in (i, i + 1, i + 2):
-                if f != ref:
-                    s[r + i * k + j, k * slot[f] + j] = 1
+    for i in range(interior):  # parameter j of frames i, i+1, i+2: row r + i * k + j
+        mark(r + i * k, k, (i, i + 1, i + 2))
     r += interior * k
     if scale_prior:
         for i in range(interior):

@@ -4,6 +4,7 @@ dense residual flow where the scene has parallax."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import cv2
@@ -22,8 +23,14 @@ from dffcore.ops.warp import compose, flow_to_map, scale_transform, warp
 from .ecc import ECC, ECCParams
 from .flow import DenseFlowParams, Flow
 
+#: neighbouring pairs the parallax test looks at, at most
+PARALLAX_PAIRS = 12
+#: box (px of the small copies) the flow is averaged over: parallax is coherent, noise not
+SMOOTH_PX = 9
+#: share of the neighbours' remaining difference a flow must explain to be added
+PARALLAX_EXPLAINED = 0.3
 #: the largest share of pixels where a small flow may disagree forward and backward
-MAX_INCONSISTENT = 0.1
+MAX_INCONSISTENT = 0.08
 #: the largest share of a frame the residual flow may leave without data (occluded)
 MAX_OCCLUDED = 0.2
 #: DIS presets for the parallax test and the residual flow
@@ -50,8 +57,8 @@ class AutoParams(AlignParams):
     parallax_px: float = Field(
         1.0,
         gt=0,
-        description="residual misregistration (95th percentile, px, median over neighbouring "
-        "pairs) after the global path above which the residual flow is added",
+        description="coherent residual misregistration (95th percentile, px, median over "
+        "neighbouring pairs) after the global path above which a residual flow is considered",
     )
     flow_preset: Literal["ultrafast", "fast", "medium"] = Field(
         "medium", description="DIS preset of the residual flow"
@@ -66,7 +73,8 @@ class AutoParams(AlignParams):
 
 class Auto(Aligner):
     """Decides per stack: identity when the camera did not move (residual test), a robust
-    global motion path (ECC), and a dense residual flow on top where parallax remains."""
+    global motion path (ECC), and a dense residual flow on top where parallax remains: a
+    coherent residual above ``parallax_px`` that a flow explains (:func:`parallax`)."""
 
     name = "auto"
     Params = AutoParams
@@ -92,19 +100,19 @@ class Auto(Aligner):
         if not glob.moves:
             decision["decision"] = "none"
             return _decided(glob, decision, glob.summary)
-        residual, inconsistent = parallax_residual(copies, glob, ctx.jobs)
-        decision["residual_px"] = round(residual, 3)
-        decision["flow_inconsistent"] = round(inconsistent, 4)
-        base = glob.summary
-        if p.parallax == "never" or (p.parallax == "auto" and residual <= p.parallax_px):
+        found = parallax(copies, glob, ctx.jobs)
+        decision.update(found.as_dict())
+        base, residual = glob.summary, found.residual_px
+        needs_flow = residual > p.parallax_px and found.explained > PARALLAX_EXPLAINED
+        if p.parallax == "never" or (p.parallax == "auto" and not needs_flow):
             decision["decision"] = "global"
             text = f"global {p.motion} path ({base}); residual {residual:.2f} px"
             return _decided(glob, decision, text)
-        if p.parallax == "auto" and inconsistent > MAX_INCONSISTENT:
+        if p.parallax == "auto" and found.inconsistent > MAX_INCONSISTENT:
             decision["decision"] = "global (flow unreliable)"
             text = (
                 f"global {p.motion} path ({base}); residual {residual:.2f} px, but a flow "
-                f"between these frames is unreliable ({inconsistent:.0%} of the pixels "
+                f"between these frames is unreliable ({found.inconsistent:.0%} of the pixels "
                 "inconsistent: defocus, not motion)"
             )
             return _decided(glob, decision, text)
@@ -175,41 +183,72 @@ class Auto(Aligner):
         return maps, occluded
 
 
-def parallax_residual(copies: Copies, glob: Alignment, jobs: int = 1) -> tuple[float, float]:
-    """Misregistration left by the global path, and how far a flow can be trusted.
+@dataclass(frozen=True)
+class Parallax:
+    """What the global path leaves between neighbouring frames (see :func:`parallax`)."""
+
+    residual_px: float  # coherent residual motion, 95th percentile, px at full resolution
+    explained: float  # share of the neighbours' difference a flow removes
+    inconsistent: float  # share of pixels where the flow disagrees forward and backward
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "residual_px": round(self.residual_px, 3),
+            "flow_explains": round(self.explained, 4),
+            "flow_inconsistent": round(self.inconsistent, 4),
+        }
+
+
+def parallax(copies: Copies, glob: Alignment, jobs: int = 1) -> Parallax:
+    """Misregistration left by the global path, how much a flow explains, and how far
+    such a flow can be trusted.
 
     On the small copies of :func:`~dffcore.align.motion.test_images`, warped by the
     global path, the optical flow (DIS, ultrafast) between neighbouring frames, forward and
-    backward. Returns the median over the pairs of the flow's 95th percentile (px at full
-    resolution) and of the share of pixels where forward and backward flow disagree by
-    more than 2 px (defocus that the flow mistakes for motion)."""
+    backward, on at most :data:`PARALLAX_PAIRS` pairs spread over the stack; each value is
+    the median over the pairs: the 95th percentile of the flow averaged over
+    :data:`SMOOTH_PX` (noise averages out, parallax does not), the share of the pair's
+    ECC misfit the flow removes (as :func:`~dffcore.align.motion.explained`), and the share
+    of pixels where forward and backward flow disagree by more than 2 px."""
     images, scale = copies
     shape = images[0].shape[:2]
     m = max(2, min(shape) // 10)  # leave out the borders the warp fills by mirroring
+    mask = np.zeros(shape, np.uint8)
+    mask[m:-m, m:-m] = 1
 
     def aligned(k: int) -> np.ndarray:
         t = glob.transforms[k]
         small = scale_transform(t, 1.0 / scale, shape) if t is not None and scale != 1 else t
-        return to_uint8(np.clip(warp(images[k], small, shape, "linear"), 0, 1))
+        return warp(images[k], small, shape, "linear")
 
-    def residual(k: int) -> tuple[float, float]:
+    def measure(k: int) -> tuple[float, float, float]:
+        a, b = frames[k], frames[k + 1]
+        a8, b8 = to_uint8(np.clip(a, 0, 1)), to_uint8(np.clip(b, 0, 1))
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-        forward = dis.calc(frames[k], frames[k + 1], None)
-        backward = dis.calc(frames[k + 1], frames[k], None)
+        forward, backward = dis.calc(a8, b8, None), dis.calc(b8, a8, None)
         there = flow_to_map(forward)
         back = cv2.remap(backward, there[..., 0], there[..., 1], cv2.INTER_LINEAR)
         disagree = np.linalg.norm(forward + back, axis=2)[m:-m, m:-m] / scale
-        size = np.linalg.norm(forward, axis=2)[m:-m, m:-m] / scale
-        return float(np.percentile(size, 95)), float((disagree > 2.0).mean())
+        coherent = cv2.blur(forward, (SMOOTH_PX, SMOOTH_PX))
+        size = np.linalg.norm(coherent, axis=2)[m:-m, m:-m] / scale
+        moved = cv2.remap(b, there[..., 0], there[..., 1], cv2.INTER_LINEAR)
+        try:
+            before, after = cv2.computeECC(a, b, mask), cv2.computeECC(a, moved, mask)
+            gain = (after - before) / max(1.0 - before, 1e-9)
+        except cv2.error:
+            gain = 0.0
+        return float(np.percentile(size, 95)), float(gain), float((disagree > 2.0).mean())
 
+    n = len(images)
+    starts = sorted({round(i) for i in np.linspace(0, n - 2, min(n - 1, PARALLAX_PAIRS))})
+    needed = sorted({k for s in starts for k in (s, s + 1)})
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        frames = list(pool.map(aligned, range(len(images))))
-        values = np.array(list(pool.map(residual, range(len(images) - 1)))).reshape(-1, 2)
-    return (
-        (float(np.median(values[:, 0])), float(np.median(values[:, 1])))
-        if len(values)
-        else (0.0, 0.0)
-    )
+        frames = dict(zip(needed, pool.map(aligned, needed), strict=True))
+        values = np.array(list(pool.map(measure, starts))).reshape(-1, 3)
+    if not len(values):
+        return Parallax(0.0, 0.0, 0.0)
+    med = np.nan_to_num(np.median(values, axis=0))
+    return Parallax(float(med[0]), float(med[1]), float(med[2]))
 
 
 def _decided(alignment: Alignment, decision: dict[str, Any], summary: str) -> Alignment:
