@@ -36,6 +36,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import yaml
 
 import dffcore
 from dffcore.io.images import write_image
@@ -46,10 +47,21 @@ from dffcore.ops.filters import gaussian
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data"
 STACKS = ("cocoa_largemotion", "dog_largemotion", "keyboard", "pcb_macro")
-FIGURE_STACKS = ("cocoa_largemotion", "dog_largemotion")
+FIGURE_STACKS = ("cocoa_largemotion", "dog_largemotion", "keyboard", "pcb_macro")
 #: figure file names: not the stacks' own names, so no figure looks like a sample frame
-FIGURE_NAMES = {"cocoa_largemotion": "handheld_phone", "dog_largemotion": "handheld_dslr"}
-FIGURE_ALIGNERS = ("none", "homography", "flow")
+FIGURE_NAMES = {
+    "cocoa_largemotion": "handheld_phone",
+    "dog_largemotion": "handheld_dslr",
+    "keyboard": "phone_sweep",
+    "pcb_macro": "macro_sweep",
+}
+FIGURE_ALIGNERS = ("none", "auto", "homography", "flow")
+#: aligners of the depth figures, each in the `best` pipeline
+DEPTH_ALIGNERS: dict[str, dict[str, Any]] = {
+    "auto": {"name": "auto"},
+    "ecc affine": {"name": "ecc", "params": {"motion": "affine", "finest_level": 2}},
+    "flow": {"name": "flow", "params": {"reference": "first"}},
+}
 
 ALIGNERS: dict[str, dict[str, Any]] = {
     "none": {"name": "none"},
@@ -211,6 +223,32 @@ def figures(folder: Path, name: str, rows: dict[str, dict[str, Any]], size=(120,
         print(f"  wrote {path}: crop x={x} y={y} {size[1]}x{size[0]} shown 2x ({how})")
 
 
+def depth_figure(folder: Path, name: str, stack: dffcore.FocalStack) -> None:
+    """The depth map and all-in-focus image of `best` with each of DEPTH_ALIGNERS."""
+    from dffcore.io.outputs import colour_depth
+
+    panels, titles = [], []
+    for label, align in DEPTH_ALIGNERS.items():
+        data = yaml.safe_load(dffcore.find_pipeline("best").read_text(encoding="utf-8"))
+        try:
+            run = dffcore.run_pipeline(dffcore.load_spec({**data, "align": align}), stack)
+        except dffcore.DffError as exc:
+            print(f"  depth figure of {name}: {label} failed: {exc}")
+            continue
+        w = run.result.index.shape[1]
+        panels += [
+            colour_depth(run.result.index, stack.n)[:, :w],
+            to_uint8(run.result.all_in_focus),
+        ]
+        titles += [f"depth, {label}", f"all-in-focus, {label}"]
+    rows = [side_by_side(panels[i : i + 2], titles[i : i + 2]) for i in range(0, len(panels), 2)]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    path = folder / f"align_depth_{FIGURE_NAMES.get(name, name)}.png"
+    write_image(path, np.concatenate(rows, axis=0))
+    print(f"  wrote {path}: best with {', '.join(DEPTH_ALIGNERS)}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding the stacks")
@@ -229,6 +267,7 @@ def main() -> int:
         print_table(name, stack, rows)
         if args.figures and name in FIGURE_STACKS:
             figures(Path(args.figures), name, rows)
+            depth_figure(Path(args.figures), name, stack)
     return 0
 
 

@@ -34,6 +34,7 @@ def ecc_pair(
     smooth: int = 5,
     init: np.ndarray | None = None,
     finest: int = 0,
+    match_blur: bool = False,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """ECC (Evangelidis & Psarakis 2008) from grey float32 ``a`` to ``b``, coarse to fine.
 
@@ -42,6 +43,9 @@ def ecc_pair(
     and the reason. ``smooth`` is the Gaussian both images are filtered with at every
     level, which evens out the blur difference between neighbouring slices. Refinement
     stops at pyramid level ``finest`` (0 = full resolution, 1 = half, ...) for speed.
+    ``match_blur`` blurs the sharper image of each level until both have the same
+    gradient energy (:func:`match_sharpness`), so that two slices focused at different
+    depths differ less in blur than in position.
     """
     warp_t = np.eye(3) if init is None else np.asarray(init, np.float64)
     depth = max(levels, finest + 1)
@@ -54,10 +58,9 @@ def ecc_pair(
         w_l = s @ warp_t @ np.linalg.inv(s)
         w_l = (w_l / w_l[2, 2]).astype(np.float32)
         start = w_l if motion == "homography" else w_l[:2].copy()
+        ia, ib = match_sharpness(pa[level], pb[level]) if match_blur else (pa[level], pb[level])
         try:
-            cc, found = cv2.findTransformECC(
-                pa[level], pb[level], start, MOTIONS[motion], criteria, None, smooth
-            )
+            cc, found = cv2.findTransformECC(ia, ib, start, MOTIONS[motion], criteria, None, smooth)
         except cv2.error as exc:  # a coarse level may lack detail: go on from the estimate
             failure = f"ECC did not converge at pyramid level {level}: {getattr(exc, 'err', exc)}"
             continue
@@ -69,3 +72,28 @@ def ecc_pair(
     if not np.isfinite(warp_t).all():
         return None, {"failure": "ECC produced a non-finite transform"}
     return warp_t, {"ecc_correlation": round(float(cc), 5)}
+
+
+def gradient_energy(image: np.ndarray) -> float:
+    """Mean squared gradient (Sobel) of a grey image: its sharpness."""
+    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1)
+    return float((gx * gx + gy * gy).mean())
+
+
+def match_sharpness(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` with the sharper one blurred (Gaussian, σ by bisection in 0-4 px)
+    until both have the same :func:`gradient_energy`."""
+    ea, eb = gradient_energy(a), gradient_energy(b)
+    if min(ea, eb) <= 0 or max(ea, eb) / min(ea, eb) < 1.05:
+        return a, b
+    sharp, target = (a, eb) if ea > eb else (b, ea)
+    lo, hi = 0.0, 4.0
+    for _ in range(6):
+        mid = 0.5 * (lo + hi)
+        if gradient_energy(cv2.GaussianBlur(sharp, (0, 0), mid)) > target:
+            lo = mid
+        else:
+            hi = mid
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 0.5 * (lo + hi))
+    return (blurred, b) if ea > eb else (a, blurred)

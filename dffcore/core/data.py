@@ -53,7 +53,7 @@ class FocalStack:
 #: A transform of frame ``i``: a 3x3 homography, an ``(H,W,2)`` map, or None (identity);
 #: see :mod:`dffcore.ops.warp`
 Transform = np.ndarray | None
-Interpolation = Literal["cubic", "linear"]
+Interpolation = Literal["cubic", "linear", "lanczos"]
 Photometric = Literal["none", "gain", "gain-offset"]
 
 

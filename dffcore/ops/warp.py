@@ -79,7 +79,11 @@ def compose(first: Transform, then: Transform, shape: tuple[int, int]) -> Transf
     return out
 
 
-INTERPOLATION = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+INTERPOLATION = {
+    "linear": cv2.INTER_LINEAR,
+    "cubic": cv2.INTER_CUBIC,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
 
 
 def warp(

@@ -27,8 +27,6 @@ from .flow import DenseFlowParams, Flow
 PARALLAX_PAIRS = 12
 #: box (px of the small copies) the flow is averaged over: parallax is coherent, noise not
 SMOOTH_PX = 9
-#: share of the neighbours' remaining difference a flow must explain to be added
-PARALLAX_EXPLAINED = 0.3
 #: the largest share of pixels where a small flow may disagree forward and backward
 MAX_INCONSISTENT = 0.08
 #: the largest share of a frame the residual flow may leave without data (occluded)
@@ -55,10 +53,17 @@ class AutoParams(AlignParams):
         "finds parallax (auto), always, or never",
     )
     parallax_px: float = Field(
-        1.0,
+        0.3,
         gt=0,
         description="coherent residual misregistration (95th percentile, px, median over "
-        "neighbouring pairs) after the global path above which a residual flow is considered",
+        "neighbouring pairs) after the global path below which no residual flow is added",
+    )
+    parallax_explains: float = Field(
+        0.33,
+        ge=0,
+        le=1,
+        description="share of the globally aligned neighbours' difference a flow must "
+        "explain (median over pairs) to be added",
     )
     flow_preset: Literal["ultrafast", "fast", "medium"] = Field(
         "medium", description="DIS preset of the residual flow"
@@ -74,7 +79,8 @@ class AutoParams(AlignParams):
 class Auto(Aligner):
     """Decides per stack: identity when the camera did not move (residual test), a robust
     global motion path (ECC), and a dense residual flow on top where parallax remains: a
-    coherent residual above ``parallax_px`` that a flow explains (:func:`parallax`)."""
+    coherent residual above ``parallax_px`` of which a flow explains more than
+    ``parallax_explains`` (:func:`parallax`)."""
 
     name = "auto"
     Params = AutoParams
@@ -92,7 +98,14 @@ class Auto(Aligner):
         """The global path, and the residual flow when the stack needs it."""
         p = self.params
         common = p.model_dump(
-            exclude={"parallax", "parallax_px", "flow_preset", "flow_side", "occlusion_threshold"}
+            exclude={
+                "parallax",
+                "parallax_px",
+                "parallax_explains",
+                "flow_preset",
+                "flow_side",
+                "occlusion_threshold",
+            }
         )
         copies = test_images(stack.frames, ctx.jobs)
         glob = ECC(ECCParams(**common)).estimate(stack, ctx, on_pair, copies=copies)
@@ -103,7 +116,7 @@ class Auto(Aligner):
         found = parallax(copies, glob, ctx.jobs)
         decision.update(found.as_dict())
         base, residual = glob.summary, found.residual_px
-        needs_flow = residual > p.parallax_px and found.explained > PARALLAX_EXPLAINED
+        needs_flow = residual > p.parallax_px and found.explained > p.parallax_explains
         if p.parallax == "never" or (p.parallax == "auto" and not needs_flow):
             decision["decision"] = "global"
             text = f"global {p.motion} path ({base}); residual {residual:.2f} px"

@@ -26,6 +26,10 @@ class ECCParams(AlignParams):
     smooth: int = Field(
         5, ge=1, description="Gaussian kernel (odd) filtering both images, evens out blur"
     )
+    match_blur: bool = Field(
+        True,
+        description="blur the sharper frame of each pair to the other's gradient energy first",
+    )
 
 
 class ECC(PairwiseAligner):
@@ -59,4 +63,5 @@ class ECC(PairwiseAligner):
             eps=p.eps,
             smooth=smooth,
             finest=p.finest_level,
+            match_blur=p.match_blur,
         )
