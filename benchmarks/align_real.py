@@ -56,6 +56,8 @@ FIGURE_NAMES = {
     "pcb_macro": "macro_sweep",
 }
 FIGURE_ALIGNERS = ("none", "auto", "homography", "flow")
+#: width (px) of each panel of the depth figures
+FIGURE_WIDTH = 480
 #: aligners of the depth figures, each in the `best` pipeline
 DEPTH_ALIGNERS: dict[str, dict[str, Any]] = {
     "auto": {"name": "auto"},
@@ -236,15 +238,16 @@ def depth_figure(folder: Path, name: str, stack: dffcore.FocalStack) -> None:
             print(f"  depth figure of {name}: {label} failed: {exc}")
             continue
         w = run.result.index.shape[1]
-        panels += [
-            colour_depth(run.result.index, stack.n)[:, :w],
-            to_uint8(run.result.all_in_focus),
-        ]
+        for image in (colour_depth(run.result.index, stack.n)[:, :w], run.result.all_in_focus):
+            s = min(1.0, FIGURE_WIDTH / image.shape[1])
+            panels.append(
+                to_uint8(cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA))
+            )
         titles += [f"depth, {label}", f"all-in-focus, {label}"]
     rows = [side_by_side(panels[i : i + 2], titles[i : i + 2]) for i in range(0, len(panels), 2)]
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    path = folder / f"align_depth_{FIGURE_NAMES.get(name, name)}.png"
+    path = folder / f"align_depth_{FIGURE_NAMES.get(name, name)}.jpg"
     write_image(path, np.concatenate(rows, axis=0))
     print(f"  wrote {path}: best with {', '.join(DEPTH_ALIGNERS)}")
 
