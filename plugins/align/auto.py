@@ -24,7 +24,7 @@ from .ecc import ECC, ECCParams
 from .flow import DenseFlowParams, Flow
 
 #: neighbouring pairs the parallax test looks at, at most
-PARALLAX_PAIRS = 12
+PARALLAX_PAIRS = 8
 #: box (px of the small copies) the flow is averaged over: parallax is coherent, noise not
 SMOOTH_PX = 9
 #: the largest share of pixels where a small flow may disagree forward and backward
@@ -241,9 +241,9 @@ def parallax(copies: Copies, glob: Alignment, jobs: int = 1) -> Parallax:
         forward, backward = dis.calc(a8, b8, None), dis.calc(b8, a8, None)
         there = flow_to_map(forward)
         back = cv2.remap(backward, there[..., 0], there[..., 1], cv2.INTER_LINEAR)
-        disagree = np.linalg.norm(forward + back, axis=2)[m:-m, m:-m] / scale
+        disagree = _length(forward + back)[m:-m, m:-m] / scale
         coherent = cv2.blur(forward, (SMOOTH_PX, SMOOTH_PX))
-        size = np.linalg.norm(coherent, axis=2)[m:-m, m:-m] / scale
+        size = _length(coherent)[m:-m, m:-m] / scale
         moved = cv2.remap(b, there[..., 0], there[..., 1], cv2.INTER_LINEAR)
         try:
             before, after = cv2.computeECC(a, b, mask), cv2.computeECC(a, moved, mask)
@@ -262,6 +262,11 @@ def parallax(copies: Copies, glob: Alignment, jobs: int = 1) -> Parallax:
         return Parallax(0.0, 0.0, 0.0)
     med = np.nan_to_num(np.median(values, axis=0))
     return Parallax(float(med[0]), float(med[1]), float(med[2]))
+
+
+def _length(field: np.ndarray) -> np.ndarray:
+    """Per-pixel length of an (H,W,2) vector field (cv2.magnitude: 5x np.linalg.norm)."""
+    return cv2.magnitude(field[..., 0], field[..., 1])
 
 
 def _decided(alignment: Alignment, decision: dict[str, Any], summary: str) -> Alignment:

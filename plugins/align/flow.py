@@ -12,7 +12,7 @@ from dffcore.align.ecc import ecc_pair
 from dffcore.align.pairwise import AlignParams, PairwiseAligner
 from dffcore.core.components import Reference
 from dffcore.ops.convert import to_uint8
-from dffcore.ops.warp import compose, flow_to_map, warp
+from dffcore.ops.warp import compose, flow_to_map, grid, warp
 
 
 class FlowParams(AlignParams):
@@ -68,19 +68,14 @@ class FlowAligner(PairwiseAligner):
                 borderMode=cv2.BORDER_CONSTANT,
                 borderValue=np.nan,
             )
-            err = np.linalg.norm(
-                there
-                - np.dstack(
-                    np.meshgrid(
-                        np.arange(shape[1], dtype=np.float32), np.arange(shape[0], dtype=np.float32)
-                    )
-                ),
-                axis=2,
-            )
+            back_home = there - grid(shape)  # where a's pixel lands after going and coming back
+            err = cv2.magnitude(back_home[..., 0], back_home[..., 1])
             occluded = ~(err <= p.occlusion_threshold)  # NaN counts as occluded
             m[occluded] = np.nan
             diag["occluded_fraction"] = round(float(occluded.mean()), 4)
-        diag["mean_flow_px"] = round(float(np.nanmean(np.linalg.norm(flow, axis=2))), 3)
+        diag["mean_flow_px"] = round(
+            float(np.nanmean(cv2.magnitude(flow[..., 0], flow[..., 1]))), 3
+        )
         return (compose(m, pre, shape) if pre is not None else m), diag
 
 
