@@ -286,3 +286,15 @@ def test_the_command_line_prints_what_the_aligner_decided(tmp_path: Path) -> Non
     assert "dff: align (auto): no camera motion" in proc.stderr
     quiet = dff("run", "best", str(tmp_path / "s"), "-o", str(tmp_path / "q"), "-q")
     assert "align (auto)" not in quiet.stderr
+
+
+def test_occlusion_holes_in_a_dense_map_do_not_shrink_the_crop() -> None:
+    """A map's occluded pixels are holes inside the frame, not its border."""
+    from dffcore.align.apply import crop_box
+    from dffcore.ops.warp import grid
+
+    shifted = grid(SHAPE) + np.float32([3.0, 0.0])  # frame 1 lies 3 px to the right
+    shifted[40:80, 60:100] = np.nan  # an occluded patch in the middle
+    box = crop_box(Alignment(0, [None, shifted], SHAPE, crop=True))
+    y0, y1, x0, x1 = box
+    assert (y0, y1, x0) == (0, SHAPE[0], 0) and SHAPE[1] - 6 <= x1 < SHAPE[1]

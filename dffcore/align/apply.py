@@ -19,7 +19,14 @@ import numpy as np
 from dffcore.align.photometry import correct_exposure, fit_exposure
 from dffcore.core.data import AlignedStack, Alignment, FocalStack, Transform
 from dffcore.core.errors import DffError
-from dffcore.ops.warp import scale_transform, shift_transform, valid_mask, warp
+from dffcore.ops.warp import (
+    fit_homography,
+    is_map,
+    scale_transform,
+    shift_transform,
+    valid_mask,
+    warp,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +52,9 @@ def crop_box(alignment: Alignment) -> Box:
         return 0, h, 0, w
     common = None
     for t in alignment.transforms:
-        m = frame_mask(t, alignment.shape)
+        # a dense map's occluded pixels are holes, not the frame's border: crop to where
+        # the frame as a whole lies (its best-fitting homography)
+        m = frame_mask(fit_homography(t) if is_map(t) else t, alignment.shape)
         if m is not None:
             common = m if common is None else np.logical_and(common, m, out=common)
     if common is None:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 from pydantic import Field
 
@@ -35,7 +34,7 @@ from dffcore.core.data import (
 )
 from dffcore.core.errors import DffError
 from dffcore.ops.convert import to_grey
-from dffcore.ops.warp import compose
+from dffcore.ops.warp import compose, fit_homography
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +233,7 @@ class PairwiseAligner(Aligner):
                 t, bd = self.estimate_pair(data, x, y)
                 if t is None or bd.get("failure"):
                     continue
-                if implausible(global_part(t), stack.shape, self.params.limits, step=True):
+                if implausible(fit_homography(t), stack.shape, self.params.limits, step=True):
                     continue
                 out[(x, y)] = t
                 diag["bridged_by"] = [x, y]
@@ -248,7 +247,7 @@ class PairwiseAligner(Aligner):
         t, diag = self.estimate_pair(data, a, b)
         reason = diag.get("failure")
         if t is not None and reason is None:
-            reason = implausible(global_part(t), stack.shape, self.params.limits, step=True)
+            reason = implausible(fit_homography(t), stack.shape, self.params.limits, step=True)
         if t is not None and reason is None:
             return t, diag
         return self._fallback(stack, a, b, {**diag, "failure": reason or "no estimate"})
@@ -279,7 +278,7 @@ class PairwiseAligner(Aligner):
         for i, t in enumerate(transforms):
             if t is None:
                 continue
-            reason = implausible(global_part(t), stack.shape, self.params.limits, step=False)
+            reason = implausible(fit_homography(t), stack.shape, self.params.limits, step=False)
             if reason is not None:
                 reason += " relative to the reference"
             if np.ndim(t) == 3 and (found := np.isfinite(t[..., 0]).mean()) < MIN_MAPPED:
@@ -301,7 +300,7 @@ class PairwiseAligner(Aligner):
         n: int,
         interpolated: int,
     ) -> str:
-        motions = [describe(global_part(t), shape) for t in transforms if t is not None]
+        motions = [describe(fit_homography(t), shape) for t in transforms if t is not None]
         scale = max((abs(m.scale) for m in motions), default=0.0)
         shift = max((m.shift for m in motions), default=0.0) * math.hypot(*shape)
         text = (
@@ -316,22 +315,6 @@ class PairwiseAligner(Aligner):
 def frame_name(stack: FocalStack, i: int) -> str:
     """The file name of frame ``i``, or ``#i`` for frames held in memory."""
     return stack.paths[i].name if i < len(stack.paths) else f"#{i}"
-
-
-def global_part(t: np.ndarray) -> np.ndarray:
-    """A 3x3 transform, or the homography that best fits a dense map (least squares on a
-    coarse grid of its finite points)."""
-    if np.ndim(t) == 2:
-        return np.asarray(t, np.float64)
-    h, w = t.shape[:2]
-    ys, xs = np.mgrid[0 : h : max(1, h // 16), 0 : w : max(1, w // 16)]
-    dst = t[ys, xs].reshape(-1, 2).astype(np.float64)
-    src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
-    ok = np.isfinite(dst).all(axis=1)
-    if ok.sum() < 8:
-        return np.full((3, 3), np.nan)
-    fitted, _ = cv2.findHomography(src[ok], dst[ok], 0)
-    return fitted if fitted is not None else np.full((3, 3), np.nan)
 
 
 def _pairs(diagnostics: list[dict[str, Any]]) -> list[tuple[tuple[int, int], dict[str, Any]]]:

@@ -151,3 +151,22 @@ def shift_transform(t: Transform, x0: int, y0: int, shape: tuple[int, int]) -> T
     if is_map(t):
         return t[y0 : y0 + shape[0], x0 : x0 + shape[1]]
     return t @ np.array([[1.0, 0, x0], [0, 1.0, y0], [0, 0, 1]])
+
+
+def fit_homography(t: Transform) -> np.ndarray:
+    """A 3x3 transform as it is (the identity for None), or the homography that best fits
+    a dense map (least squares on a coarse grid of its finite points; NaN when fewer
+    than 8 are finite)."""
+    if t is None:
+        return np.eye(3)
+    if np.ndim(t) == 2:
+        return np.asarray(t, np.float64)
+    h, w = t.shape[:2]
+    ys, xs = np.mgrid[0 : h : max(1, h // 16), 0 : w : max(1, w // 16)]
+    dst = t[ys, xs].reshape(-1, 2).astype(np.float64)
+    src = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+    ok = np.isfinite(dst).all(axis=1)
+    if ok.sum() < 8:
+        return np.full((3, 3), np.nan)
+    fitted, _ = cv2.findHomography(src[ok], dst[ok], 0)
+    return fitted if fitted is not None else np.full((3, 3), np.nan)
