@@ -31,12 +31,6 @@ SMOOTH_PX = 9
 MAX_INCONSISTENT = 0.08
 #: the largest share of a frame the residual flow may leave without data (occluded)
 MAX_OCCLUDED = 0.2
-#: DIS presets for the parallax test and the residual flow
-_PRESETS = {
-    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-}
 
 
 class AutoParams(AlignParams):
