@@ -5,7 +5,10 @@
 Pipelines are files or built-in names (default: every built-in pipeline). Synthetic
 scenes come from ``dffcore.eval.synth`` (smooth slant, steps with a textureless band,
 planes, the default mix; 8 and 24 slices; with and without noise; seed 7); errors are in
-slices against the rendered ground truth (MAE). ``--extra`` adds scenes the pipelines
+slices against the rendered ground truth (MAE), also split into the error near depth
+edges (within 5 px of a jump of the true index by more than half a slice,
+:func:`dffcore.eval.metrics.edge_split`; "-" for a scene without edges) and inside
+regions (the other pixels). ``--extra`` adds scenes the pipelines
 were not tuned on (spheres, cones, a smooth random surface, textureless patches; seed 3).
 All-in-focus PSNR (dB) against the rendered sharp image is given for each pipeline as
 it is and, as the baseline, with its compositor replaced by hard selection (``select``),
@@ -13,7 +16,8 @@ on the clean stacks and with ±2 % exposure flicker (``exposure_flicker=0.02``),
 60 dB (:data:`PSNR_CAP`).
 HCI antinous (``../shared/data``) is scored in disparity (px): MSE against
 ``gt/disparity.npy``, the slice index mapped to disparity through
-``focus_disparity.txt`` (linear between slices). Seconds are the pipeline's run time
+``focus_disparity.txt`` (linear between slices), also split near edges / inside (a jump:
+more than half the mean slice spacing in disparity). Seconds are the pipeline's run time
 (no I/O).
 """
 
@@ -29,7 +33,7 @@ import numpy as np
 import dffcore
 from dffcore.core.data import FocalStack
 from dffcore.core.spec import builtin_pipelines
-from dffcore.eval.metrics import psnr, to_output_grid
+from dffcore.eval.metrics import edge_split, psnr, to_output_grid
 from dffcore.eval.synth import render_stack
 
 HCI = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hci_antinous"
@@ -58,7 +62,8 @@ EXTRA = [
 def synthetic_scores(
     spec: dffcore.PipelineSpec, scenes: list[tuple], flicker: float = 0.0
 ) -> dict[str, dict[str, float]]:
-    """Per scene: ``mae``, ``rmse``, ``seconds`` and all-in-focus ``psnr`` (dB)."""
+    """Per scene: ``mae`` (also ``near`` depth edges and ``inside`` regions), ``rmse``,
+    ``seconds`` and all-in-focus ``psnr`` (dB)."""
     out = {}
     for label, scene, n, noise, seed in scenes:
         synth = render_stack(
@@ -68,10 +73,14 @@ def synthetic_scores(
         t0 = time.perf_counter()
         run = dffcore.run_pipeline(spec, FocalStack(synth.frames))
         sec = time.perf_counter() - t0
-        err = run.result.index - to_output_grid(synth.index, run.crop)
+        truth = to_output_grid(synth.index, run.crop)
+        err = run.result.index - truth
+        near, inside = edge_split(truth)
         sharp = to_output_grid(synth.all_in_focus, run.crop)
         out[label] = {
             "mae": float(np.abs(err).mean()),
+            "near": float(np.abs(err[near]).mean()) if near.any() else float("nan"),
+            "inside": float(np.abs(err[inside]).mean()),
             "rmse": float(np.sqrt((err**2).mean())),
             "seconds": sec,
             "psnr": min(psnr(run.result.all_in_focus, sharp), PSNR_CAP),
@@ -79,7 +88,9 @@ def synthetic_scores(
     return out
 
 
-def hci_scores(spec: dffcore.PipelineSpec) -> tuple[float, float, float] | None:
+def hci_scores(spec: dffcore.PipelineSpec) -> dict[str, float] | None:
+    """Disparity ``mse`` (also ``near`` depth edges and ``inside`` regions), ``rmse`` and
+    ``seconds``; None without the data."""
     if not (HCI / "stack").is_dir():
         return None
     stack = dffcore.read_stack(HCI / "stack")
@@ -89,8 +100,17 @@ def hci_scores(spec: dffcore.PipelineSpec) -> tuple[float, float, float] | None:
     run = dffcore.run_pipeline(spec, stack)
     sec = time.perf_counter() - t0
     disparity = np.interp(run.result.index, np.arange(len(focus)), focus)
-    mse = float(((disparity - to_output_grid(truth, run.crop)) ** 2).mean())
-    return mse, float(np.sqrt(mse)), sec
+    truth = to_output_grid(truth, run.crop)
+    sq = (disparity - truth) ** 2
+    near, inside = edge_split(truth, step=0.5 * float(np.abs(np.diff(focus)).mean()))
+    mse = float(sq.mean())
+    return {
+        "mse": mse,
+        "near": float(sq[near].mean()),
+        "inside": float(sq[inside].mean()),
+        "rmse": float(np.sqrt(mse)),
+        "seconds": sec,
+    }
 
 
 def table(title: str, rows: dict[str, dict[str, dict[str, float]]], key: str, fmt: str) -> None:
@@ -99,8 +119,8 @@ def table(title: str, rows: dict[str, dict[str, dict[str, float]]], key: str, fm
     print(f"  {'pipeline':<16}" + "".join(f"{lab:>22}" for lab in labels) + f"{'mean':>9}")
     for name, scores in rows.items():
         vals = [scores[lab][key] for lab in labels]
-        cells = "".join(f"{v:22{fmt}}" for v in vals)
-        print(f"  {name:<16}{cells}{np.mean(vals):9{fmt}}")
+        cells = "".join(f"{v:22{fmt}}" if np.isfinite(v) else f"{'-':>22}" for v in vals)
+        print(f"  {name:<16}{cells}{np.nanmean(vals):9{fmt}}")
 
 
 def main() -> int:
@@ -114,6 +134,8 @@ def main() -> int:
     scenes = SCENES[:3] if args.quick else SCENES
     rows = {name: synthetic_scores(spec, scenes) for name, spec in specs.items()}
     table("MAE in slices (synthetic, 240x320)", rows, "mae", ".3f")
+    table("MAE in slices within 5 px of a depth edge", rows, "near", ".3f")
+    table("MAE in slices inside regions (farther from edges)", rows, "inside", ".3f")
     table("seconds per run (synthetic)", rows, "seconds", ".2f")
     if args.extra:
         extra = {name: synthetic_scores(spec, EXTRA) for name, spec in specs.items()}
@@ -136,7 +158,10 @@ def main() -> int:
         if res is None:
             print("  skipped: folder not found")
             break
-        print(f"  {name:<12} MSE {res[0]:.4f}  RMSE {res[1]:.4f}  ({res[2]:.2f} s)")
+        print(
+            f"  {name:<12} MSE {res['mse']:.4f} (near edges {res['near']:.4f}, inside "
+            f"{res['inside']:.4f})  RMSE {res['rmse']:.4f}  ({res['seconds']:.2f} s)"
+        )
     return 0
 
 

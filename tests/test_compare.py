@@ -365,6 +365,15 @@ def test_hci_disparity_protocol_by_hand(work: Path) -> None:
     assert m["disparity.mse"] == pytest.approx((n_out * 4 + (n - n_out) * 0.25) / n)  # 1.1875
     assert m["slice.mae"] == pytest.approx((n_out * 4 + (n - n_out) * 1) / n)  # not clipped
     assert m["slice.outside_sweep"] == pytest.approx(n_out / n)
+    # the truth jumps between rows 9 and 10 (1.5 px, more than half the 0.5-px spacing;
+    # 3 slices): rows 4..15 lie within 5 px of it, 6 rows on each side
+    assert m["disparity.mse_edges"] == pytest.approx((6 * 4 + 6 * 0.25) / 12)
+    assert m["disparity.mse_inside"] == pytest.approx((4 * 4 + (H - 16) * 0.25) / (H - 12))
+    assert m["slice.mae_edges"] == pytest.approx((6 * 4 + 6 * 1) / 12)
+    assert m["slice.mae_inside"] == pytest.approx((4 * 4 + (H - 16) * 1) / (H - 12))
+    flat_m = rows["cheap", "flat"]["metrics"]  # no depth edge: no near-edge score
+    assert flat_m["disparity.mse_edges"] is None and flat_m["slice.mae_edges"] is None
+    assert flat_m["disparity.mse_inside"] == pytest.approx(0.25)
     # the error steps by 1.5 px between rows 9 and 10: the unnormalised second difference
     # is ±1.5 on rows 8..11 (clipped to 0.05) and 0 elsewhere -> 100 * 4 * 0.05 / 40 rows
     assert m["disparity.bump"] == pytest.approx(100 * 4 * W * 0.05 / n)

@@ -16,6 +16,7 @@ from dffcore.eval.metrics import (
     bad_pixel_rate,
     bumpiness,
     delta_accuracy,
+    edge_split,
     evaluate_depth,
     evaluate_index,
     log_rmse,
@@ -288,3 +289,17 @@ def test_nan_predictions_are_not_hidden() -> None:
         assert math.isnan(got[key]), key
     assert got["delta_1.25"] == pytest.approx(0.4)  # (2, 1) was a miss anyway: still 2/5
     assert math.isnan(mae(pred, TRUTH_D))
+
+
+def test_edge_split_marks_pixels_near_true_depth_jumps() -> None:
+    truth = np.zeros((20, 30), np.float32)
+    truth[:, 15:] = 2.0  # a jump between columns 14 and 15
+    truth[:, 25:] = 2.4  # a step below the 0.5-slice threshold: no edge
+    truth[0, 0] = np.nan  # never makes an edge
+    near, inside = edge_split(truth, radius=3)
+    cols = np.flatnonzero(near[10])
+    assert cols.tolist() == list(range(11, 19))  # 14 - 3 .. 15 + 3
+    assert (near.all(axis=0) == near.any(axis=0)).all() and not near[:, :5].any()
+    assert (inside == ~near).all()
+    near, _ = edge_split(truth, step=2.5, radius=3)  # a 2-slice jump is not above 2.5
+    assert not near.any()

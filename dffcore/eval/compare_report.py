@@ -42,9 +42,13 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "slice",
         "Depth in slices (fractional frame index)",
-        ("mae", "rmse", "bad_0.5", "bad_1", "bad_2", "outside_sweep"),
+        ("mae", "mae_edges", "mae_inside", "rmse", "bad_0.5", "bad_1", "bad_2", "outside_sweep"),
     ),
-    ("disparity", "Disparity (px), HCI 4D light-field benchmark protocol", ("mse", "rmse", "bump")),
+    (
+        "disparity",
+        "Disparity (px), HCI 4D light-field benchmark protocol",
+        ("mse", "mse_edges", "mse_inside", "rmse", "bump"),
+    ),
     (
         "depth",
         "Metric depth (m), DDFF-12 protocol",
@@ -67,12 +71,22 @@ PERFORMANCE: dict[str, tuple[str, str]] = {
     "peak_rss_mb": ("peak resident memory of the process during the run, MB", "lower"),
 }
 _INFO: dict[str, tuple[str, str | None]] = {
+    "slice.mae_edges": (
+        "mean absolute error within 5 px of a true depth jump of more than half a slice",
+        "lower",
+    ),
+    "slice.mae_inside": ("mean absolute error farther than 5 px from a depth jump", "lower"),
     "slice.rmse": ("root-mean-square error (slices)", "lower"),
     "slice.outside_sweep": (
         "fraction of scored pixels whose truth lies outside the sweep (kept in the scores)",
         None,
     ),
     "disparity.mse": ("mean squared error (px²); HCI tables show this ×100", "lower"),
+    "disparity.mse_edges": (
+        "mean squared error within 5 px of a true disparity jump of more than half a slice",
+        "lower",
+    ),
+    "disparity.mse_inside": ("mean squared error farther than 5 px from a jump", "lower"),
     "disparity.rmse": ("root-mean-square error (px)", "lower"),
     "disparity.bump": ("bumpiness of the disparity error (×100, HCI)", "lower"),
     "depth.mse": ("mean squared error (m²)", "lower"),
@@ -86,7 +100,11 @@ PROTOCOL = (
     "aligner's crop when it cropped. Pixels with non-finite ground truth are never scored; "
     "no other pixel is dropped.",
     "Slice scores compare the fractional index (0 = first frame) with the ground-truth "
-    "index. The truth is not clipped to the sweep [0, N-1]: pixels outside it stay in "
+    "index. `mae_edges` is the MAE within 5 px of a place where the true index jumps by "
+    "more than half a slice between neighbouring pixels (occlusion boundaries), "
+    "`mae_inside` the MAE of the other pixels; disparity's `mse_edges` and `mse_inside` "
+    "split the same way (a jump: more than half the mean spacing of the focus "
+    "disparities). The truth is not clipped to the sweep [0, N-1]: pixels outside it stay in "
     "every score and `outside_sweep` is their fraction.",
     "Disparity (HCI protocol, Honauer et al. ACCV 2016): the index is mapped to disparity "
     "by linear interpolation of the slices' focus disparities; MSE is in px² (the HCI "
@@ -110,8 +128,10 @@ PROTOCOL = (
 #: the headline metrics of the summary table, when the stacks have what they need
 SUMMARY_KEYS = (
     "slice.mae",
+    "slice.mae_edges",
     "slice.bad_1",
     "disparity.mse",
+    "disparity.mse_edges",
     "disparity.bump",
     "depth.rmse",
     "depth.abs_rel",

@@ -402,8 +402,15 @@ def psnr(image: np.ndarray, truth: np.ndarray, peak: float = 255.0) -> float:
     return float(10 * np.log10(peak**2 / max(mse, 1e-12)))
 
 
+#: the near-edge band of the edge scores: within this many pixels of a depth jump ...
+EDGE_RADIUS = 5
+#: ... of more than this many slices between neighbouring pixels of the ground truth
+EDGE_STEP = 0.5
+
+
 def depth_edges(index: np.ndarray, radius: int, step: float = 0.5) -> np.ndarray:
-    """Pixels within ``radius`` of a place where ``index`` jumps by more than ``step``."""
+    """Pixels within ``radius`` of a place where ``index`` jumps by more than ``step``
+    between 4-neighbours (non-finite values never make a jump)."""
     j = np.zeros(index.shape, bool)
     dx, dy = np.abs(np.diff(index, axis=1)) > step, np.abs(np.diff(index, axis=0)) > step
     j[:, 1:] |= dx
@@ -412,6 +419,17 @@ def depth_edges(index: np.ndarray, radius: int, step: float = 0.5) -> np.ndarray
     j[:-1] |= dy
     k = 2 * radius + 1
     return cv2.dilate(j.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+
+
+def edge_split(
+    truth: np.ndarray, step: float = EDGE_STEP, radius: int = EDGE_RADIUS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean maps ``(near, inside)`` of the edge scores: ``near`` holds the pixels within
+    ``radius`` px of a jump of the ground truth by more than ``step`` (its units: slices
+    for an index, e.g. half a slice's disparity for disparity), ``inside`` the rest. Both
+    are used as the ``mask`` of a metric, so non-finite truth stays unscored."""
+    near = depth_edges(np.asarray(truth, np.float32), radius, step)
+    return near, ~near
 
 
 def seam_strength(image: np.ndarray, truth: np.ndarray, smooth: float = 0.0) -> np.ndarray:

@@ -3,17 +3,23 @@
 Scores (keys of :func:`score`'s result, the groups of ``dff compare``'s report):
 
 - ``slice.*``: :func:`dffcore.eval.metrics.evaluate_index` of the fractional index against
-  the ground-truth index, whenever the stack has one. The ground truth is **not
-  clipped**: a pixel whose truth lies outside the sweep ``[0, N-1]`` (a dataset's truth
-  can, see :mod:`dffcore.eval.datasets`) stays in every score, and
-  ``slice.outside_sweep`` says which fraction of the scored pixels that is (no pipeline
+  the ground-truth index, whenever the stack has one. ``slice.mae_edges`` and
+  ``slice.mae_inside`` split the MAE between the pixels within 5 px of a ground-truth
+  depth jump of more than half a slice and the rest
+  (:func:`dffcore.eval.metrics.edge_split`): depth from focus errs most along occlusion
+  boundaries, where a defocused near edge spreads its focus response over the far side.
+  The ground truth is **not clipped**: a pixel whose truth lies outside the sweep
+  ``[0, N-1]`` (a dataset's truth can, see :mod:`dffcore.eval.datasets`) stays in every
+  score, and ``slice.outside_sweep`` says which fraction of the scored pixels that is (no pipeline
   can reach them: its index is clipped to the sweep).
 - ``disparity.*``: with disparity ground truth (HCI, DDFF-12) the index is mapped to
   disparity by :func:`index_to_disparity` and scored like the HCI 4D light-field
   benchmark (Honauer, Johannsen, Kondermann and Goldluecke, ACCV 2016): ``mse`` (px²,
   their tables show MSE x 100), ``rmse`` (px) and ``bump``
   (:func:`dffcore.eval.metrics.bumpiness`). Every pixel with finite ground truth is
-  scored (the benchmark's web tables also leave out a 15-px border).
+  scored (the benchmark's web tables also leave out a 15-px border). ``mse_edges`` and
+  ``mse_inside`` split the MSE like the slice scores, a jump being more than half the
+  mean spacing of the slices' focus disparities.
 - ``depth.*``: with metric depth ground truth (synthetic, FoD500, DDFF-12) the run's
   metric depth (``run.result.depth``, known when the stack has focus distances) is
   scored by :func:`dffcore.eval.metrics.evaluate_depth` (the DDFF-12 protocol of
@@ -33,8 +39,10 @@ import numpy as np
 from dffcore.eval.datasets import Sample
 from dffcore.eval.metrics import (
     bumpiness,
+    edge_split,
     evaluate_depth,
     evaluate_index,
+    mae,
     mse,
     psnr,
     ssim,
@@ -67,6 +75,9 @@ def score(run: Run, sample: Sample) -> dict[str, float]:
     if sample.truth_index is not None:
         truth = to_output_grid(sample.truth_index, crop)
         out.update({f"slice.{k}": v for k, v in evaluate_index(index, truth).items()})
+        near, inside = edge_split(truth)
+        out["slice.mae_edges"] = _masked(mae, index, truth, near)
+        out["slice.mae_inside"] = _masked(mae, index, truth, inside)
         t = truth[np.isfinite(truth)]
         out["slice.outside_sweep"] = float(((t < 0) | (t > n - 1)).mean()) if t.size else math.nan
     if sample.truth_disparity is not None and sample.focus_kind == "disparity":
@@ -75,6 +86,11 @@ def score(run: Run, sample: Sample) -> dict[str, float]:
         out["disparity.mse"] = mse(pred, truth)
         out["disparity.rmse"] = math.sqrt(out["disparity.mse"])
         out["disparity.bump"] = bumpiness(pred, truth)
+        focus = np.asarray(sample.focus_values, np.float64)
+        spacing = float(np.abs(np.diff(focus)).mean()) if focus.size > 1 else math.inf
+        near, inside = edge_split(truth, step=0.5 * spacing)
+        out["disparity.mse_edges"] = _masked(mse, pred, truth, near)
+        out["disparity.mse_inside"] = _masked(mse, pred, truth, inside)
     depth = run.result.depth
     if sample.truth_depth is not None and depth is not None:  # the runner's depth is metres
         truth = to_output_grid(sample.truth_depth, crop)
@@ -92,6 +108,12 @@ def score(run: Run, sample: Sample) -> dict[str, float]:
         else:
             logger.warning("all-in-focus %s vs truth %s: not scored", aif.shape, truth.shape)
     return out
+
+
+def _masked(metric, pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """``metric`` over ``mask``; NaN without a warning when the mask is empty (a scene
+    without depth edges has no near-edge pixels)."""
+    return metric(pred, truth, mask) if mask.any() else math.nan
 
 
 def index_to_disparity(index: np.ndarray, focus: Sequence[float] | np.ndarray) -> np.ndarray:
