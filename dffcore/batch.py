@@ -11,13 +11,14 @@ Naming: a stack's name is its folder name. When several stacks share a name, the
 (in the order given) keeps it and the others get ``-2``, ``-3``, ... (the smallest suffix
 that is not another stack's name), so names are stable as long as the order is.
 
-Completeness and retries: ``write_outputs`` writes every file atomically and ``run.json``
-last, so a folder is complete exactly when ``run.json`` is present, its ``spec`` is the
-current resolved spec (same :func:`spec_hash`) and every file it lists exists. Before
-writing, :func:`run_one` removes the old ``run.json`` first, then the files the old
-``run.json`` listed and stale temporary files of killed writers; a task that dies half-way
-therefore leaves a folder without ``run.json`` (never taken as done), and a retry
-overwrites it cleanly.
+Completeness and retries: ``write_outputs`` writes a run into a hidden sibling folder and
+swaps it in at the end (:mod:`dffcore.io.outputs`), so a stack's folder always holds one
+complete run, and a task that dies half-way leaves the earlier one untouched (its
+leftovers are removed by the next run into that folder, e.g. the retry). A folder is
+taken as done exactly when its ``run.json`` is of the current resolved spec (same
+:func:`spec_hash`), every file it lists exists and the stack's files are the ones it was
+computed from (path, size and modification time of every frame and of the focus-distance
+sidecar, :func:`dffcore.io.identity.file_identity`).
 
 Executors: ``local`` runs the stacks one after the other in this process when
 ``jobs == 1`` (each pipeline may use every core), otherwise in a process pool of ``jobs``
@@ -44,8 +45,9 @@ from typing import Any
 
 from dffcore.core.errors import DffError, one_line
 from dffcore.core.spec import PipelineSpec, spec_hash
+from dffcore.io.identity import file_identity
 from dffcore.io.images import atomic_write_bytes
-from dffcore.io.stack import natural_key
+from dffcore.io.stack import FOCUS_SIDECAR, list_frames, natural_key
 from dffcore.report.tables import Block, Heading, Paragraph, Table, to_csv, to_markdown
 
 logger = logging.getLogger(__name__)
@@ -176,8 +178,18 @@ def _listed_outputs(record: dict[str, Any]) -> list[str]:
     return [n for n in names if isinstance(n, str) and n and Path(n).name == n]
 
 
-def is_complete(out_dir: str | Path, spec: PipelineSpec) -> bool:
-    """True when ``out_dir`` holds a complete result of ``spec`` (see the module doc)."""
+def stack_files(stack: str | Path) -> list[Path]:
+    """The files a stack's result depends on: its frames in reading order, then the
+    ``focus_distances.txt`` sidecar next to them when there is one."""
+    paths = list_frames(stack)
+    sidecar = paths[0].parent / FOCUS_SIDECAR
+    return [*paths, sidecar] if sidecar.is_file() else paths
+
+
+def is_complete(out_dir: str | Path, spec: PipelineSpec, stack: str | Path | None = None) -> bool:
+    """True when ``out_dir`` holds a complete result of ``spec`` (see the module doc) and,
+    with ``stack``, of that stack's files as they are now: the record's ``stack.files``
+    (path, size, modification time of every frame and the sidecar) must match."""
     out_dir = Path(out_dir)
     record = _read_record(out_dir)
     if record is None or not isinstance(record.get("spec"), dict):
@@ -185,19 +197,16 @@ def is_complete(out_dir: str | Path, spec: PipelineSpec) -> bool:
     if spec_hash(record["spec"]) != spec.spec_hash():
         return False
     names = _listed_outputs(record)
-    return "run.json" in names and all((out_dir / n).is_file() for n in names)
-
-
-def _clear_previous(out_dir: Path) -> None:
-    """Forget an earlier result: ``run.json`` first, then its files and stale temp files."""
-    if not out_dir.is_dir():
-        return
-    record = _read_record(out_dir)
-    (out_dir / "run.json").unlink(missing_ok=True)
-    for name in _listed_outputs(record or {}):
-        (out_dir / name).unlink(missing_ok=True)
-    for tmp in out_dir.glob(".*.tmp"):  # left by atomic_write_bytes in a killed process
-        tmp.unlink(missing_ok=True)
+    if not ("run.json" in names and all((out_dir / n).is_file() for n in names)):
+        return False
+    if stack is None:
+        return True
+    recorded = record.get("stack")
+    try:
+        now = file_identity(stack_files(stack))
+    except DffError:  # the stack is gone or empty now: run it to report why
+        return False
+    return isinstance(recorded, dict) and recorded.get("files") == now
 
 
 # -- one stack -----------------------------------------------------------------
@@ -247,7 +256,6 @@ def run_one(
     try:
         stack = read_stack(stack_path, lazy=spec.memory is not None)  # --set memory=...: streamed
         run = run_pipeline(spec, stack, jobs=threads)
-        _clear_previous(out_dir)
         write_outputs(run, out_dir, spec_file=spec_file)
     except DffError as exc:
         row.update(status="failed", error=one_line(exc))
@@ -337,7 +345,7 @@ def run_batch(
 
     pending: list[int] = []
     for i, task in enumerate(tasks):
-        if not force and is_complete(task.out, spec):
+        if not force and is_complete(task.out, spec, task.stack):
             record(i, _row(task.name, task.stack, task.out, status="skipped", seconds=0.0))
         else:
             pending.append(i)
@@ -357,8 +365,11 @@ def run_batch(
                 record(i, row)
         else:
             _run_pool(spec, tasks, pending, record, spec_file, jobs)
-    finally:
-        _remove_stale_temp(tasks)
+    finally:  # leftovers of tasks killed during this batch (a Dask worker that died)
+        from dffcore.io.outputs import remove_leftovers
+
+        for task in tasks:
+            remove_leftovers(task.out)
     final = [r for r in rows if r is not None]
     write_summary(final, root, spec=spec, spec_file=spec_file)
     return final
@@ -495,14 +506,6 @@ def _run_dask(
             own_client.close()
         if cluster is not None:
             cluster.close()
-
-
-def _remove_stale_temp(tasks: list[BatchTask]) -> None:
-    """Remove temp files that writers killed during this batch left in done folders."""
-    for task in tasks:
-        if (task.out / "run.json").is_file():
-            for tmp in task.out.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
 
 
 # -- summary -------------------------------------------------------------------

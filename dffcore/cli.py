@@ -56,6 +56,12 @@ class _Formatter(logging.Formatter):
         return f"dff: {record.levelname.lower()}: {record.getMessage()}"
 
 
+ALLOW_CORRUPT_HELP = (
+    "use frames with corrupt or truncated data (a warning names each) instead of stopping "
+    "with an error (also: environment variable DFF_ALLOW_CORRUPT=1)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dff", description="Depth from focus with pluggable stages.")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -75,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         help="override a spec value, e.g. align.params.reference=middle",
     )
     r.add_argument("--reverse", action="store_true", help="reverse the frame order")
+    r.add_argument("--allow-corrupt", action="store_true", help=ALLOW_CORRUPT_HELP)
     r.add_argument("--focus-distances", metavar="FILE", help="sidecar with one distance per frame")
     r.add_argument(
         "--memory",
@@ -130,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
     b.add_argument("--retries", type=int, default=2, help="Dask retries of a failed task")
     b.add_argument("--force", action="store_true", help="recompute finished stacks")
+    b.add_argument("--allow-corrupt", action="store_true", help=ALLOW_CORRUPT_HELP)
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
     c = sub.add_parser("compare", help="compare pipelines on stacks with ground truth: a report")
@@ -153,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, help="--synth: seed (default 0)")
     c.add_argument("--limit", type=int, help="--data: only the first N samples")
     c.add_argument("--force", action="store_true", help="recompute cached results")
+    c.add_argument("--allow-corrupt", action="store_true", help=ALLOW_CORRUPT_HELP)
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     return p
 
@@ -164,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(_Formatter())
     logging.basicConfig(level=level, handlers=[handler])
     try:
+        _check_common(args)
         return _COMMANDS[args.command](args)
     except SpecError as exc:
         for line in exc.problems:
@@ -178,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `dff plugins | head`: the reader is gone; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except MemoryError:
-        print("dff: error: out of memory", file=sys.stderr)
+    except MemoryError as exc:  # outside a stage (a stage's own names the stage)
+        what = f": {str(exc).splitlines()[0]}" if str(exc) else ""
+        print(f"dff: error: out of memory{what}; try --memory SIZE", file=sys.stderr)
         return 1
     except Exception as exc:
         if args.debug:
@@ -193,9 +204,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _check_common(args: argparse.Namespace) -> None:
+    """Options several commands share: an output folder must be named, threads >= 1."""
+    out = getattr(args, "out", None)
+    if out is not None and not str(out).strip():
+        raise DffError("-o/--out: the output folder name is empty; name a folder (-o result)")
+    jobs = getattr(args, "jobs", None)
+    if args.command == "run" and jobs is not None and jobs < 1:
+        raise DffError(f"--jobs {jobs}: must be 1 or more (default: all cores)")
+    if getattr(args, "allow_corrupt", False) and args.command in ("batch", "compare"):
+        os.environ["DFF_ALLOW_CORRUPT"] = "1"  # read_stack's default, in worker processes too
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from dffcore.core.spec import find_pipeline, load_spec, parse_memory
-    from dffcore.io.outputs import prepare_output_dir, write_outputs
+    from dffcore.io.outputs import check_output_dir, write_outputs
     from dffcore.io.stack import read_stack
     from dffcore.run.engine import run_pipeline
 
@@ -208,7 +231,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except DffError as exc:
             raise DffError(f"--memory: {exc}") from None
     bounded = (memory if memory is not None else spec.memory) is not None
-    prepare_output_dir(args.out)  # fail before the work, not after it
+    check_output_dir(args.out)  # fail before the work, not after it
     bar = ProgressBar(sys.stderr, sys.stderr.isatty() and not args.quiet)
     source = args.stack if len(args.stack) > 1 else args.stack[0]
     try:
@@ -219,6 +242,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             progress=lambda d, t: bar("read", d, t),
             lazy=bounded,
             jobs=args.jobs,
+            allow_corrupt=args.allow_corrupt or None,  # None: DFF_ALLOW_CORRUPT decides
         )
         if args.ply and stack.focus_distances is None:
             raise DffError(

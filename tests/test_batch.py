@@ -352,3 +352,40 @@ def test_run_one_replaces_a_half_written_folder(root: Path, tmp_path: Path) -> N
 
     (out / "confidence.png").unlink()  # a listed output missing: not complete
     assert not is_complete(out, spec)
+
+
+# -- resume keys on the stack's files, not on its name ---------------------------------------
+def test_resume_checks_the_stacks_files_not_their_names(root: Path, tmp_path: Path) -> None:
+    spec_file = str(root / "cheap.yaml")
+    x, y = tmp_path / "x" / "s", tmp_path / "y" / "s"  # two stacks with the same name
+    shutil.copytree(root / "stacks" / "s00", x)
+    shutil.copytree(root / "stacks" / "s01", y)
+    out = tmp_path / "bt"
+    assert dff("batch", spec_file, str(x), str(y), "-o", str(out)).returncode == 0
+    first = {r["name"]: r["stack"] for r in read_summary(out).values()}
+    assert first == {"s": str(x), "s-2": str(y)}
+
+    # the same stacks in the other order: "s" is now y, whose result is not in out/s
+    proc = dff("batch", spec_file, str(y), str(x), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert {n: r["status"] for n, r in read_summary(out).items()} == {"s": "done", "s-2": "done"}
+    record = json.loads((out / "s" / "run.json").read_text())
+    assert Path(record["stack"]["frames"][0]).parent == y
+
+    proc = dff("batch", spec_file, str(y), str(x), "-o", str(out))  # nothing changed: skip
+    assert {r["status"] for r in read_summary(out).values()} == {"skipped"}
+
+    frame = sorted(y.glob("*.png"))[1]  # replace one frame of y: same name, new content
+    shutil.copy(sorted(x.glob("*.png"))[1], frame)
+    proc = dff("batch", spec_file, str(y), str(x), "-o", str(out))
+    assert {n: r["status"] for n, r in read_summary(out).items()} == {
+        "s": "done",
+        "s-2": "skipped",
+    }
+    sidecar = x / "focus_distances.txt"  # the sidecar is part of the stack too
+    sidecar.write_text(sidecar.read_text() + "\n")
+    proc = dff("batch", spec_file, str(y), str(x), "-o", str(out))
+    assert {n: r["status"] for n, r in read_summary(out).items()} == {
+        "s": "skipped",
+        "s-2": "done",
+    }

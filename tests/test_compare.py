@@ -244,7 +244,9 @@ def test_internal_error_of_a_component_is_recorded(tmp_path: Path) -> None:
     stacks = synthetic_stacks(["default"], frames=4, size=(32, 40))
     rows = compare(variants, stacks, tmp_path / "r")
     assert [r["status"] for r in rows] == ["failed", "done"]
-    assert rows[0]["error"] == "RuntimeError: boom; second line"
+    assert rows[0]["error"] == (
+        "aggregate (boom, from plugin test-boom): plugin raised RuntimeError: boom; second line"
+    )
     assert not (tmp_path / "r" / rows[0]["cache"]).exists()  # failures are not cached
 
 

@@ -55,9 +55,11 @@ KIND_TITLES = {
 
 
 class Params(BaseModel):
-    """Base of every component's parameter model: unknown keys are errors."""
+    """Base of every component's parameter model: unknown keys are errors, and so are
+    infinite and NaN floats (a field that means to allow them says
+    ``Field(allow_inf_nan=True)``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 #: The frame whose pixel grid the outputs use: a name or a 0-based index.

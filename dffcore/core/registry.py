@@ -106,7 +106,9 @@ class Registry:
             source = Source(ep.name, dist_name, version)
             try:
                 module = ep.load()
-            except Exception as exc:  # a broken plugin must not stop the others
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # a broken plugin (sys.exit too) must not stop others
                 self._error(source, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
                 continue
             self.register(module, source)
@@ -128,7 +130,9 @@ class Registry:
         call = self.pm.subset_hook_caller("dffcore_register", remove_plugins=others)
         try:
             call(registry=PluginRegistrar(self, source))
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # sys.exit() in a plugin's hook is its failure too
             self._error(source, f"dffcore_register failed: {type(exc).__name__}: {exc}")
 
     def _error(self, source: Source, message: str) -> None:
@@ -148,9 +152,14 @@ class Registry:
         known = self.entries[kind].get(name)
         if known is not None:
             self.duplicates.setdefault((kind, name), [known.source]).append(source)
+            # blame the newcomer: a third-party plugin, whichever entry point loaded first
+            first, newcomer = known.source, source
+            if first.distribution != OWN_DISTRIBUTION == newcomer.distribution:
+                first, newcomer = newcomer, first
             self._error(
-                source,
-                f"{KIND_TITLES[kind]} '{name}' is defined twice: by {known.source} and by {source}",
+                newcomer,
+                f"{KIND_TITLES[kind]} '{name}' is defined twice: by {newcomer}, clashing with "
+                f"{first}; rename it in {newcomer.distribution or newcomer.plugin}",
             )
             return
         self.entries[kind][name] = Entry(cls, source)

@@ -11,7 +11,9 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,12 @@ from pydantic import ByteSize, TypeAdapter, ValidationError
 from dffcore.core.components import KIND_TITLES, KINDS, Component
 from dffcore.core.errors import DffError, SpecError, did_you_mean
 from dffcore.core.registry import Registry, Source, default_registry
+from dffcore.core.safe_yaml import (
+    MAX_YAML_DEPTH,
+    YamlLimitError,
+    load_yaml,
+    yaml_problem,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +146,24 @@ def _split_path(path: str) -> list[str | int]:
             raise DffError(f"--set {path}: '{chunk}' is not a valid key (use a.b[0].c=value)")
         parts.append(m.group(1))
         parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+        if len(parts) > MAX_YAML_DEPTH:
+            raise DffError(
+                f"--set {_clip(path)}: the key is nested more than {MAX_YAML_DEPTH} levels deep"
+            )
     return parts
+
+
+def _join(parts: list[str | int]) -> str:
+    """The YAML path of split parts, as problems name it: ``regularize[0].params.x``."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters (a ``--set`` value can be huge)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
@@ -148,7 +173,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     key, raw = assignment.split("=", 1)
     parts = _split_path(key.strip())
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
+    except YamlLimitError as exc:
+        raise DffError(f"--set {_clip(assignment)}: {yaml_problem(exc)[1]}") from None
     except yaml.YAMLError:
         value = raw
     node: Any = data
@@ -222,11 +249,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DffError(f"{label}: cannot read: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YamlLimitError as exc:
+        where, problem = yaml_problem(exc)
+        raise DffError(f"{label}: {where or 'refused'}: {problem}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where, problem = yaml_problem(exc)
+        where = f" at {where}" if where else ""
         raise DffError(f"{label}: YAML syntax error{where}: {problem}") from None
     if data is None:
         data = {}
@@ -244,6 +273,7 @@ def load_spec(
     """Load and validate a pipeline, applying ``--set`` overrides.
 
     ``source`` is a YAML file, the name of a built-in pipeline (``"best"``) or a dict.
+    A problem in a value an override set is blamed on that ``--set KEY=VALUE``.
     """
     if isinstance(source, dict):
         data, label = copy.deepcopy(source), "<spec>"
@@ -252,18 +282,46 @@ def load_spec(
         data, label = read_yaml(path), str(path)
     for assignment in _names_first(overrides):
         apply_override(data, assignment)
-    return validate(data, label=label, registry=registry)
+    return validate(data, label=label, registry=registry, overrides=overrides)
 
 
 def validate(
-    data: dict[str, Any], *, label: str = "<spec>", registry: Registry | None = None
+    data: dict[str, Any],
+    *,
+    label: str = "<spec>",
+    registry: Registry | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> PipelineSpec:
-    """Validate a spec dict; raise :class:`SpecError` with every problem found."""
+    """Validate a spec dict; raise :class:`SpecError` with every problem found.
+
+    Parameters
+    ----------
+    data : dict
+        The spec, as read from YAML.
+    label : str
+        What problems name as the spec's source (the file).
+    registry : Registry, optional
+        Where components are looked up (default: :func:`default_registry`).
+    overrides : list of str
+        The ``--set KEY=VALUE`` assignments applied to ``data``: a problem at, inside or
+        around a key one of them set names that assignment instead of ``label``.
+    """
     registry = registry or default_registry()
     problems: list[str] = []
+    culprits = _culprits(overrides)
+
+    def blame(path: str) -> str:
+        for key, assignment in culprits:
+            if (
+                path == key
+                or path.startswith((f"{key}.", f"{key}["))
+                or key.startswith((f"{path}.", f"{path}["))
+            ):
+                return f"--set {_clip(assignment)}"
+        return label
 
     def problem(path: str, message: str) -> None:
-        problems.append(f"{label}: {path}: {message}")
+        problems.append(f"{blame(path)}: {path}: {message}")
 
     for key in data:
         if key not in TOP_KEYS:
@@ -299,7 +357,9 @@ def validate(
             validated = entry.cls.Params(**params)
         except ValidationError as exc:
             for err in exc.errors():
-                problems.append(_param_problem(label, path, entry.cls, err))
+                loc = ".".join(str(p) for p in err.get("loc", ()))
+                where = f"{path}.params.{loc}" if loc else f"{path}.params"
+                problems.append(_param_problem(blame(where), path, entry.cls, err))
             return None
         return StageSpec(kind, name, validated, path, entry.cls, entry.source)
 
@@ -342,8 +402,44 @@ def validate(
     )
 
 
-#: the smallest memory budget a run accepts
-MIN_MEMORY = 64 * 10**6
+def _culprits(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """(YAML path, assignment) of each well-formed override, the last one first."""
+    out = []
+    for assignment in reversed(list(overrides)):
+        try:
+            out.append((_join(_split_path(assignment.split("=", 1)[0].strip())), assignment))
+        except DffError:
+            continue
+    return out
+
+
+#: the smallest memory budget a run accepts: what a process needs before any image
+#: (Python, NumPy, OpenCV, the plugins); a stack needs more (``dffcore.run.plan``)
+MIN_MEMORY = 400 * 10**6
+#: the largest memory budget accepted (1 PB)
+MAX_MEMORY = 10**15
+
+
+def format_memory(nbytes: float, *, up: bool = True) -> str:
+    """``412MB`` or ``2.4GB``: ``nbytes`` rounded up (``up``) or down to the unit shown.
+
+    Parameters
+    ----------
+    nbytes : float
+        A size in bytes.
+    up : bool
+        Round up (a requirement: "give at least ...") or down (a budget given).
+
+    Returns
+    -------
+    str
+        Whole MB below 10 GB, else GB to one decimal, both in powers of 1000 as
+        ``--memory`` reads them.
+    """
+    step, unit, digits = (1e6, "MB", 0) if nbytes < 10e9 else (1e8, "GB", 1)
+    count = math.ceil(nbytes / step - 1e-9) if up else math.floor(nbytes / step + 1e-9)
+    value = count * step / (1e6 if unit == "MB" else 1e9)
+    return f"{value:.{digits}f}{unit}"
 
 
 @functools.cache
@@ -353,25 +449,49 @@ def _byte_size() -> TypeAdapter[ByteSize]:
 
 
 def parse_memory(value: Any) -> int:
-    """Bytes from ``4GB``, ``512MB``, ``2.5GiB`` or a number of bytes (at least 64 MB);
-    units as :class:`pydantic.ByteSize` reads them (``k``/``kb`` = 1000, ``kib`` = 1024)."""
+    """Bytes from ``4GB``, ``512MB``, ``2.5GiB`` or a number of bytes, between
+    :data:`MIN_MEMORY` and :data:`MAX_MEMORY`; units as :class:`pydantic.ByteSize` reads
+    them (``k``/``kb`` = 1000, ``kib`` = 1024)."""
+    expected = "expected a memory size such as 4GB, 512MB or 2GiB"
+    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+        raise DffError(f"{expected}, got {_show(value)}")
     try:
         size = int(_byte_size().validate_python(value))
-    except ValidationError:
-        raise DffError(
-            f"expected a memory size such as 4GB, 512MB or 2GiB, got {value!r}"
-        ) from None
+    except (ValidationError, ValueError, OverflowError):
+        raise DffError(f"{expected}, got {_show(value)}") from None
     if size < MIN_MEMORY:
-        raise DffError(f"a memory budget of {value!r} is too small: give at least 64MB")
+        raise DffError(
+            f"a memory budget of {_show(value)} is too small: give at least "
+            f"{format_memory(MIN_MEMORY)}"
+        )
+    if size > MAX_MEMORY:
+        raise DffError(
+            f"a memory budget of {_show(value)} is too large: give at most {MAX_MEMORY // 10**15}PB"
+        )
     return size
 
 
+class _BoundedRepr(reprlib.Repr):
+    """:mod:`reprlib` that never converts a huge integer to text."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:
+            return f"<integer of about {int(x.bit_length() * math.log10(2)) + 1} digits>"
+        return super().repr_int(x, level)
+
+
+_REPR = _BoundedRepr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 40, 40
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A short repr of a user's value: bounded work and at most 40 characters."""
+    text = _REPR.repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _param_problem(label: str, path: str, cls: type[Component], err: dict[str, Any]) -> str:
+    """One line for a pydantic error ``err`` of ``cls``'s parameters at stage ``path``."""
     loc = ".".join(str(p) for p in err.get("loc", ()))
     where = f"{path}.params.{loc}" if loc else f"{path}.params"
     fields = list(cls.Params.model_fields)

@@ -38,7 +38,7 @@ from numpy.typing import ArrayLike
 
 from dffcore.core.data import FocalStack
 from dffcore.core.errors import DffError, did_you_mean
-from dffcore.io.images import IMAGE_EXTENSIONS, read_image
+from dffcore.io.images import IMAGE_EXTENSIONS, load_npy_checked, max_pixels, read_image
 from dffcore.io.stack import natural_key, read_focus_distances, read_stack
 
 logger = logging.getLogger(__name__)
@@ -296,8 +296,9 @@ def _scan_folders(root: Path, kind: str) -> dict[str, Callable[[], Sample]]:
 
 def _float_map(path: Path) -> np.ndarray:
     """A 2-D ``.npy`` map as float32 with every non-finite value NaN."""
-    try:
-        arr = np.squeeze(np.asarray(np.load(path, allow_pickle=False), dtype=np.float32))
+    try:  # the header is checked first: a huge declared shape is refused unread
+        raw = load_npy_checked(path, max_elements=max_pixels())
+        arr = np.squeeze(np.asarray(raw, dtype=np.float32))
     except (OSError, ValueError, TypeError) as exc:
         raise DffError(f"{path}: not a readable numeric .npy array ({exc})") from None
     if arr.ndim != 2:
@@ -354,7 +355,7 @@ def _load_hci(folder: Path) -> Sample:
     stack = read_stack(folder / "stack")
     stack.metadata.update(dataset="hci", sample=folder.name)
     stack.frames = _rgb_frames(stack.frames)
-    focus, _ = read_focus_distances(sidecar, stack.n)
+    focus, _ = read_focus_distances(sidecar, stack.n, signed=True)  # disparities
     disparity = _optional(folder / "gt" / "disparity.npy", _float_map)
     aif = _optional(folder / "gt" / "all_in_focus.png", read_image)
     _check_shape(folder / "gt" / "disparity.npy", disparity, stack.shape)

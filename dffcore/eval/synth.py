@@ -93,6 +93,8 @@ from dffcore.io.images import atomic_write_bytes, write_image, write_npy
 
 logger = logging.getLogger(__name__)
 
+#: the largest stack :func:`render_stack` renders: frames, pixels a side, pixels a frame
+MAX_FRAMES, MAX_SIDE, MAX_PIXELS = 1000, 16384, 64_000_000
 _N_BINS = 48  # depth bins (uniform in diopters) for continuous surfaces
 
 
@@ -314,11 +316,15 @@ def render_stack(
     near = 0.8 if near_m is None else float(near_m)
     far = 1.25 if far_m is None else float(far_m)
     h, w = (int(v) for v in size)
-    if n_frames < 2 or h < 1 or w < 1 or noise_sigma < 0:
+    if not 2 <= n_frames <= MAX_FRAMES:
+        raise DffError(f"n_frames = {n_frames}: expected 2 to {MAX_FRAMES} frames")
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE and h * w <= MAX_PIXELS):
         raise DffError(
-            f"need n_frames >= 2, a positive size and noise_sigma >= 0, "
-            f"got {n_frames}, {size}, {noise_sigma}"
+            f"size = {h}x{w}: expected 1 to {MAX_SIDE} pixels a side and at most "
+            f"{MAX_PIXELS / 1e6:g} megapixels"
         )
+    if not (np.isfinite(noise_sigma) and 0 <= noise_sigma <= 255):
+        raise DffError(f"noise_sigma = {noise_sigma}: expected a number in [0, 255] grey levels")
     if not cam.focal_length_mm / 1000.0 < near < far:
         raise DffError(f"need focal length < near_m < far_m, got near {near} m, far {far} m")
     nuisances = {

@@ -79,6 +79,17 @@ def _may_have_exif(path: str | Path) -> bool:
 
 
 def exif_focus_distance(path: str | Path) -> float | None:
-    """EXIF ``SubjectDistance`` in metres, or None unless positive and finite."""
+    """EXIF ``SubjectDistance`` in metres, or None unless positive and finite.
+
+    0 (unknown) and a missing tag give None silently; infinity or a negative value give
+    None with a logged warning naming the file (the frame's distance is unusable).
+    """
     value = read_exif_numbers(path).get("SubjectDistance")
-    return value if value is not None and 0 < value < math.inf else None
+    if value is None or value == 0:
+        return None
+    if not 0 < value < math.inf:
+        logger.warning(
+            "%s: EXIF SubjectDistance %s m is not a usable focus distance, ignored", path, value
+        )
+        return None
+    return value

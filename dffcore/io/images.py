@@ -2,14 +2,39 @@
 
 Outputs are written atomically: to a temporary file in the destination folder, then
 renamed over the final name, so a crash never leaves a half-written file.
+
+Reading is defensive (hostile input gets a one-line :class:`DffError` naming the file):
+
+* the pixel count is read from the header (Pillow parses only the header) and a frame
+  above :func:`max_pixels` (default :data:`DEFAULT_MAX_PIXELS`, 300 megapixels; the
+  environment variable ``DFF_MAX_PIXELS`` overrides it) is refused before it is decoded,
+  so a small file declaring a huge image (a decompression bomb) costs no memory;
+* what the decoders (libjpeg, libpng, libtiff, OpenCV) write to the C-level stderr while
+  decoding is captured (file descriptor 2 is redirected around the decode) and never
+  reaches the terminal: such a warning ("Corrupt JPEG data...", "Premature end of JPEG
+  file") means the file is corrupt or truncated, an error naming it unless corrupt frames
+  are allowed (``allow_corrupt``, ``--allow-corrupt``, or ``DFF_ALLOW_CORRUPT=1``), when
+  it is a logged warning naming it. Frames are decoded on several threads under one
+  capture; only when the decoders wrote something are that batch's files decoded again
+  one by one, each under its own capture, to find the culprit(s).
+* ``.npy`` arrays are checked from their header (shape, dtype, size on disk) before any
+  data is read (:func:`load_npy_checked`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+import math
 import os
+import sys
 import tempfile
+import threading
+import warnings
 import zlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import cv2
@@ -17,13 +42,118 @@ import numpy as np
 
 from dffcore.core.errors import DffError
 
+logger = logging.getLogger(__name__)
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 _FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR  # keeps 16 bit; honours EXIF orientation
 
+#: pixels (width x height) a frame may have unless ``DFF_MAX_PIXELS`` says otherwise
+DEFAULT_MAX_PIXELS = 300_000_000
+_STDERR_LOCK = threading.Lock()  # fd 2 is process-wide: one capture at a time
+_PIL_LOCK = threading.Lock()  # Image.MAX_IMAGE_PIXELS is process-wide too
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read one image as (H,W,C) RGB or (H,W,1) grey in its native dtype; alpha dropped."""
-    path = Path(path)
+
+def max_pixels() -> int:
+    """The largest frame (width x height pixels) that is decoded.
+
+    Returns
+    -------
+    int
+        ``DFF_MAX_PIXELS`` from the environment when set (a positive integer, ``_`` and
+        ``e`` notation accepted, e.g. ``5e8``), else :data:`DEFAULT_MAX_PIXELS`.
+    """
+    text = os.environ.get("DFF_MAX_PIXELS", "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1):
+        raise DffError(f"DFF_MAX_PIXELS={text}: must be a positive number of pixels, e.g. 5e8")
+    return int(value)
+
+
+def allow_corrupt_default() -> bool:
+    """True when the environment sets ``DFF_ALLOW_CORRUPT`` to 1/yes/true."""
+    return os.environ.get("DFF_ALLOW_CORRUPT", "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def image_size(path: str | Path, limit: int | None = None) -> tuple[int, int] | None:
+    """``(width, height)`` of an image as it will be decoded, read from its header only.
+
+    Parameters
+    ----------
+    path : str or Path
+        The image file.
+    limit : int, optional
+        Largest allowed ``width * height`` (default :func:`max_pixels`).
+
+    Returns
+    -------
+    tuple of int, or None
+        The size, with width and height swapped when the EXIF orientation rotates the
+        image by 90 degrees (as the decoder does); None when Pillow cannot parse the
+        header (the decoder then has the last word).
+
+    Raises
+    ------
+    DffError
+        When the image has more than ``limit`` pixels.
+    """
+    from PIL import Image  # header parsing only; pixels are decoded by OpenCV
+
+    limit = max_pixels() if limit is None else limit
+    try:
+        with _PIL_LOCK, warnings.catch_warnings():  # Pillow warns of corrupt EXIF
+            warnings.simplefilter("ignore")
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we check below
+            try:
+                with Image.open(path) as image:
+                    (w, h), fmt = image.size, image.format
+                    orientation = None
+                    # EXIF in the header (JPEG APP1, TIFF IFD0): a PNG's eXIf chunk may
+                    # follow the pixels, and Pillow would decode them to reach it
+                    if w * h <= limit and fmt in ("JPEG", "MPO", "TIFF"):
+                        try:
+                            orientation = image.getexif().get(0x0112)
+                        except Exception:  # malformed EXIF: the decoder decides
+                            orientation = None
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except Exception:  # not parseable by Pillow: left to the decoder
+        return None
+    if w * h > limit:
+        raise DffError(
+            f"{path}: is {w}x{h} = {w * h / 1e6:.0f} megapixels, more than the limit of "
+            f"{limit / 1e6:.0f} megapixels per frame (set DFF_MAX_PIXELS to raise it)"
+        )
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Redirect file descriptor 2 to a temporary file; the list gets what was written."""
+    out: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as tmp:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no stderr at all: nothing leaks
+            yield out
+            return
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _decode(path: Path, limit: int) -> np.ndarray:
+    """Decode one file (no capture): RGB or grey (H,W,C); DffError if unreadable."""
     try:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
@@ -31,11 +161,183 @@ def read_image(path: str | Path) -> np.ndarray:
     image = cv2.imdecode(raw, _FLAGS) if raw.size else None
     if image is None:
         raise DffError(f"{path}: not a readable image (supported: {', '.join(IMAGE_EXTENSIONS)})")
+    if image.shape[0] * image.shape[1] > limit:  # a header Pillow could not parse
+        raise DffError(
+            f"{path}: is {image.shape[1]}x{image.shape[0]}, more than the limit of "
+            f"{limit / 1e6:.0f} megapixels per frame (set DFF_MAX_PIXELS to raise it)"
+        )
     if image.ndim == 2:
         return image[..., None]
     if image.shape[2] == 4:
         image = image[..., :3]
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _corrupt(path: Path, text: str, allow: bool) -> None:
+    first = next((s.strip() for s in text.splitlines() if s.strip()), "decoder warning")
+    if not allow:
+        raise DffError(
+            f"{path}: corrupt or truncated image data ({first}); replace the file, or pass "
+            "--allow-corrupt to use it anyway"
+        )
+    logger.warning("%s: corrupt or truncated image data, used anyway: %s", path, first)
+
+
+def read_images(
+    paths: Sequence[str | Path],
+    *,
+    jobs: int = 1,
+    allow_corrupt: bool | None = None,
+    limit: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Decode images in order, ``jobs`` at a time on threads (see :func:`read_image`).
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        The image files.
+    jobs : int
+        Threads decoding at once; at most ``jobs`` images are held ahead of the consumer.
+    allow_corrupt : bool, optional
+        Use frames the decoder warns about (a logged warning) instead of raising
+        (default: ``DFF_ALLOW_CORRUPT``, else False).
+    limit : int, optional
+        Largest frame in pixels (default :func:`max_pixels`); checked from the header
+        before decoding when Pillow can parse it.
+
+    Yields
+    ------
+    numpy.ndarray
+        (H,W,C) RGB or (H,W,1) grey in the file's native dtype, alpha dropped.
+    """
+    paths = [Path(p) for p in paths]
+    allow = allow_corrupt_default() if allow_corrupt is None else allow_corrupt
+    limit = max_pixels() if limit is None else limit
+    for p in paths:  # headers only: refuse a bomb before anything is decoded
+        image_size(p, limit)
+    jobs = max(1, jobs)
+    pool = ThreadPoolExecutor(jobs) if jobs > 1 and len(paths) > 1 else None
+    try:
+        for start in range(0, len(paths), jobs):
+            chunk = paths[start : start + jobs]
+            with _captured_stderr() as text:
+                if pool is None:
+                    images = [_decode(p, limit) for p in chunk]
+                else:  # every decode ends inside the capture, even when one fails
+                    futures = [pool.submit(_decode, p, limit) for p in chunk]
+                    wait(futures)
+                    images = [f.result() for f in futures]
+            if text and text[0].strip():  # whose? decode again one at a time to find out
+                found = False
+                for p in chunk:
+                    with _captured_stderr() as again:
+                        _decode(p, limit)
+                    if again and again[0].strip():
+                        found = True
+                        _corrupt(p, again[0], allow)
+                if not found:  # another thread wrote it, not a decoder: pass it on
+                    sys.stderr.write(text[0])
+            yield from images
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def read_image(
+    path: str | Path, *, allow_corrupt: bool | None = None, limit: int | None = None
+) -> np.ndarray:
+    """Read one image as (H,W,C) RGB or (H,W,1) grey in its native dtype; alpha dropped.
+
+    Parameters
+    ----------
+    path : str or Path
+        The image file.
+    allow_corrupt : bool, optional
+        Use an image the decoder warns about (corrupt or truncated data) with a logged
+        warning instead of raising (default: ``DFF_ALLOW_CORRUPT``, else False).
+    limit : int, optional
+        Largest image in pixels (default :func:`max_pixels`: 300 megapixels unless the
+        ``DFF_MAX_PIXELS`` environment variable says otherwise).
+
+    Returns
+    -------
+    numpy.ndarray
+        The pixels.
+
+    Raises
+    ------
+    DffError
+        One line naming the file: unreadable, not an image, too large, or corrupt.
+    """
+    return next(read_images([path], allow_corrupt=allow_corrupt, limit=limit))
+
+
+def load_npy_checked(
+    path: str | Path,
+    *,
+    expected_shape: tuple[int, ...] | None = None,
+    max_elements: int | None = None,
+) -> np.ndarray:
+    """Load a user-supplied ``.npy`` array after checking its header.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.npy`` file.
+    expected_shape : tuple of int, optional
+        The shape the array must have.
+    max_elements : int, optional
+        The most elements the array may have (default: 4 x :func:`max_pixels`).
+
+    Returns
+    -------
+    numpy.ndarray
+        The array (numeric or boolean dtype).
+
+    Raises
+    ------
+    DffError
+        One line naming the file: not a ``.npy`` file, object dtype, a shape other than
+        ``expected_shape``, more than ``max_elements`` elements, or shorter than its header
+        says; nothing is allocated for the data before these checks.
+    """
+    path = Path(path)
+    max_elements = 4 * max_pixels() if max_elements is None else max_elements
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, _fortran, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _fortran, dtype = fmt.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            offset = f.tell()
+        size_on_disk = path.stat().st_size
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DffError(f"{path}: cannot read a .npy array ({reason})") from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise DffError(f"{path}: holds {dtype} values; expected a numeric array")
+    if expected_shape is not None and tuple(shape) != tuple(expected_shape):
+        raise DffError(f"{path}: has shape {tuple(shape)}; expected {tuple(expected_shape)}")
+    count = math.prod(shape)
+    if count > max_elements:
+        raise DffError(
+            f"{path}: declares shape {tuple(shape)} ({count} values), more than the "
+            f"{max_elements} allowed (DFF_MAX_PIXELS sets the per-frame pixel limit)"
+        )
+    if size_on_disk - offset < count * dtype.itemsize:
+        raise DffError(
+            f"{path}: truncated: shape {tuple(shape)} of {dtype} needs "
+            f"{count * dtype.itemsize} bytes of data, the file has {size_on_disk - offset}"
+        )
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DffError(f"{path}: cannot read a .npy array ({reason})") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -1,5 +1,22 @@
 """Write a run's results to an output folder (the output contract), atomically.
 
+An output folder always holds one consistent run. :func:`write_outputs` writes every
+file into a fresh folder of the same name inside a hidden sibling
+``.OUT.dff-tmp-<pid>-<start time>/OUT`` (same parent), ``run.json`` last, then swaps it
+in: the old folder is renamed aside (``.OUT.dff-old-<pid>-<start time>``), the new one
+renamed into place, the old one deleted. Files an earlier run wrote and this one does not
+(``depth.npy`` of a run with focus distances, ``points.ply``, temporary ``.*.tmp`` files
+of killed writers) are therefore gone, and a run killed half-way leaves the earlier
+folder untouched. Hidden siblings left by dead runs are removed by the next run into the
+same folder (:mod:`dffcore.run.scratch`); a dead run's renamed-aside old folder is put
+back when the output folder is missing.
+
+Files you put in an output folder yourself are kept: every entry that is not a file of
+the output contract (:data:`CONTRACT`), not listed by the old ``run.json`` and not a
+temporary ``.NAME.*.tmp`` file of one of those (:func:`foreign_files`) is moved into the
+new folder right after the swap (also by the next run when a run was killed between the
+swap and the move). A file of yours named like an output (``depth.png``) is replaced.
+
 16-bit PNGs state their scale in a PNG ``tEXt`` chunk with the keyword
 :data:`PNG_SCALE_KEY` (``dffcore:scale``): ``depth.png`` the index mapping,
 ``depth_metres.png`` (written when focus distances give metric depth) ``1 unit = 1 mm``.
@@ -8,9 +25,13 @@
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
+import math
 import os
 import platform
+import re
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -19,11 +40,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dffcore.core.data import FocalStack
 from dffcore.core.errors import DffError
+from dffcore.io.identity import file_identity
 from dffcore.io.images import atomic_write_bytes, write_image, write_npy, write_png_text
 from dffcore.io.pointcloud import depth_to_points, stack_intrinsics, write_ply
 from dffcore.ops.convert import to_storable
 from dffcore.run.engine import Run
+from dffcore.run.scratch import is_dead, process_tag, sweep
 
 INDEX_MEANING = (
     "fractional index into the frames in the order they were read "
@@ -36,6 +60,140 @@ DEPTH_METRES_PNG = "uint16 millimetres, 0 = unknown"
 #: threads that encode and write the output files
 WRITERS = min(4, os.cpu_count() or 1)
 POINT_CLOUD_FRAME = "camera frame: x right, y down, z forward (optical axis), metres"
+#: every file name a run (or ``dff demo``) may write into its output folder
+CONTRACT = frozenset(
+    {
+        "run.json",
+        "depth_index.npy",
+        "confidence.npy",
+        "depth.png",
+        "depth_color.png",
+        "confidence.png",
+        "all_in_focus.png",
+        "depth.npy",
+        "depth_metres.png",
+        "points.ply",
+        "summary.png",
+    }
+)
+
+
+def _siblings(out: Path) -> re.Pattern[str]:
+    """Names of the hidden siblings of ``out`` that runs write (``tmp``) or set aside
+    (``old``)."""
+    return re.compile(
+        re.escape(f".{out.name}.dff-") + r"(?P<what>tmp|old)-(?P<pid>\d+)-(?P<start>\d+)"
+    )
+
+
+def _absolute(path: str | Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """Check, before any work, that a run can write the output folder ``path``.
+
+    The folder (and its parents) is created when missing, an existing one must be
+    writable, and its parent too (a probe folder is created and removed: the outputs are
+    swapped in there); hidden siblings of dead runs are removed (module docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+        The output folder.
+
+    Returns
+    -------
+    Path
+        ``path`` as a Path.
+
+    Raises
+    ------
+    DffError
+        One line naming the path and what is wrong.
+    """
+    given = Path(path)
+    out = _absolute(path)
+    if out.exists() and not out.is_dir():
+        raise DffError(f"{given}: the output folder is an existing file; name a folder")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DffError(f"{given}: cannot create the output folder: {exc.strerror or exc}") from None
+    probe = parent / f".{out.name}.dff-probe-{process_tag()}"
+    try:
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise DffError(
+            f"{parent}: cannot write the output folder {given.name} here: "
+            f"{exc.strerror or exc}; choose a writable folder with -o"
+        ) from None
+    _recover(out)
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise DffError(f"{given}: cannot create the output folder: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise DffError(f"{given}: the output folder is read-only; choose another with -o")
+    return given
+
+
+def remove_leftovers(path: str | Path) -> None:
+    """Clean up after runs into output folder ``path`` that were killed: put back a folder
+    one set aside, remove their hidden siblings (``dff batch`` calls it for every stack at
+    its end)."""
+    _recover(_absolute(path))
+
+
+def _recover(out: Path) -> None:
+    """Put back an output folder a dead run set aside, and remove dead runs' siblings."""
+    rx = _siblings(out)
+    try:
+        names = sorted(os.listdir(out.parent))
+    except OSError:
+        names = []
+    for name in names:
+        m = rx.fullmatch(name)
+        if not (m and m["what"] == "old" and is_dead(int(m["pid"]), int(m["start"]))):
+            continue
+        try:
+            if not out.exists():
+                os.rename(out.parent / name, out)
+            else:  # killed after the swap: the user's files are still in the old folder
+                _move_foreign(out.parent / name, out)
+        except OSError:
+            continue
+    sweep(out.parent, rx.pattern)
+
+
+def _move_foreign(old: Path, new: Path) -> None:
+    """Move the entries of ``old`` that no dffcore run wrote into ``new`` (none that
+    ``new`` already has)."""
+    for name in foreign_files(old):
+        name = name.rstrip("/")
+        if not (new / name).exists():
+            os.rename(old / name, new / name)
+
+
+def foreign_files(out: Path) -> list[str]:
+    """Names in ``out`` that no dffcore run wrote: not listed by its ``run.json``, not in
+    :data:`CONTRACT` and not a temporary file of one of those (sorted)."""
+    known = set(CONTRACT)
+    try:
+        listed = json.loads((out / "run.json").read_text(encoding="utf-8")).get("outputs", [])
+        known |= {str(n) for n in listed if isinstance(n, str)}
+    except (OSError, ValueError, AttributeError):
+        pass
+    foreign = []
+    for name in sorted(os.listdir(out)):
+        path = out / name
+        tmp = re.fullmatch(r"\.(.+)\.[^.]+\.tmp", name)
+        if path.is_file() and (name in known or (tmp and tmp[1] in known)):
+            continue
+        foreign.append(name + ("/" if path.is_dir() else ""))
+    return foreign
 
 
 def prepare_output_dir(path: str | Path) -> Path:
@@ -148,6 +306,13 @@ def _versions(run: Run) -> dict[str, Any]:
     return {"python": platform.python_version(), "packages": pkgs, "components": used}
 
 
+def _input_files(stack: FocalStack) -> list[Path]:
+    """The stack's frames and, when the distances came from one, its sidecar file."""
+    source = stack.metadata.get("focus_distances_source")
+    sidecar = [Path(source)] if source and source != "exif" and Path(source).is_file() else []
+    return list(stack.paths) + sidecar
+
+
 def run_record(
     run: Run, *, spec_file: str | None = None, reversed_: bool = False
 ) -> dict[str, Any]:
@@ -171,6 +336,7 @@ def run_record(
             else [float(d) for d in stack.focus_distances],
             "focus_unit": stack.focus_unit,
             "focus_distances_source": stack.metadata.get("focus_distances_source"),
+            "files": file_identity(_input_files(stack)),
         },
         "reference_frame": ref,
         "crop": None if run.crop is None else dict(zip("xywh", run.crop, strict=True)),
@@ -216,13 +382,69 @@ def write_outputs(
     (:func:`depth_metres_png`). ``point_cloud`` adds ``points.ply``: every pixel with a
     depth and confidence > 0, back-projected with :func:`dffcore.io.pointcloud.stack_intrinsics`
     and coloured by the all-in-focus image; it needs focus distances.
+
+    The files are written into a hidden sibling folder and swapped in at the end (module
+    docstring), so ``out_dir`` holds this run alone, or the earlier one if this run fails.
+    A full disk or an unwritable folder is a :class:`DffError` naming the folder (and the
+    approximate space needed).
     """
     if point_cloud and run.result.depth is None:
         raise DffError(
             "a point cloud needs focus distances: give read_stack a focus_distances file "
             "(one distance per frame in metres, '# unit: diopter' for diopters)"
         )
-    out = prepare_output_dir(out_dir)
+    given = check_output_dir(out_dir)
+    final = _absolute(out_dir)
+    wrapper = final.parent / f".{final.name}.dff-tmp-{process_tag()}"
+    shutil.rmtree(wrapper, ignore_errors=True)
+    try:
+        (wrapper / final.name).mkdir(parents=True)  # same name: writers see .../OUT/file
+        names = _write_all(run, wrapper / final.name, spec_file, reversed_, point_cloud)
+        _swap(wrapper / final.name, final)
+    except OSError as exc:
+        raise _write_error(given, exc, run) from None
+    finally:
+        shutil.rmtree(wrapper, ignore_errors=True)
+    return [given / name for name in names]
+
+
+def _write_error(out: Path, exc: OSError, run: Run) -> DffError:
+    """A one-line error for an OSError while writing the outputs of ``run`` to ``out``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        h, w = run.result.index.shape
+        need = h * w * (4 + 4 + 2 + 3 + 1) + run.result.all_in_focus.nbytes
+        if run.result.depth is not None:
+            need += h * w * (4 + 2 + 15)
+        return DffError(
+            f"{out}: no space left on the device for the outputs (about {need / 1e6:.1f} MB "
+            "needed); free space or choose another folder with -o"
+        )
+    return DffError(f"{out}: cannot write the outputs: {exc.strerror or exc}")
+
+
+def _swap(new: Path, out: Path) -> None:
+    """Put the complete folder ``new`` in the place of ``out``; the old folder is set
+    aside, the user's files in it moved into ``new``, and the rest deleted."""
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = out.parent / f".{out.name}.dff-old-{process_tag()}"
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(out, old)
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    _move_foreign(old, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_all(
+    run: Run, out: Path, spec_file: str | None, reversed_: bool, point_cloud: bool
+) -> list[str]:
+    """Every file of the output contract in the empty folder ``out``, ``run.json`` last;
+    returns their names."""
     result, n = run.result, run.stack.n
     written: list[Path] = []
     pool = ThreadPoolExecutor(WRITERS)  # encoders release the GIL: files in parallel
@@ -268,10 +490,40 @@ def write_outputs(
     if cloud is not None:
         record["point_cloud"] = cloud
     record["outputs"] = sorted(p.name for p in [*written, out / "run.json"])
-    text = json.dumps(record, indent=2, default=_json_default) + "\n"
-    atomic_write_bytes(out / "run.json", text.encode("utf-8"))
+    text = json.dumps(finite_json(record), indent=2, default=_json_default, allow_nan=False)
+    atomic_write_bytes(out / "run.json", (text + "\n").encode("utf-8"))
     written.append(out / "run.json")
-    return written
+    return [p.name for p in written]
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` ready for strict JSON: NaN and ±infinity (floats, NumPy scalars and array
+    elements, at any depth) become None (``null``); ``run.json`` never holds the
+    ``NaN``/``Infinity`` tokens that JSON does not allow.
+
+    Parameters
+    ----------
+    obj : Any
+        Dicts, lists, tuples, numbers, arrays, and anything :func:`_json_default` turns
+        into a string.
+
+    Returns
+    -------
+    Any
+        The same structure with NumPy values turned into Python ones and non-finite
+        floats into None.
+    """
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return finite_json(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _with_scale(scale: str) -> Any:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import glob as globmod
 import logging
+import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,7 @@ import numpy as np
 from dffcore.core.data import FocalStack, FocusUnit
 from dffcore.core.errors import DffError
 from dffcore.io.exif import exif_focus_distance
-from dffcore.io.images import IMAGE_EXTENSIONS, read_image
-from dffcore.ops.parallel import ordered_map
+from dffcore.io.images import IMAGE_EXTENSIONS, image_size, max_pixels, read_image, read_images
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +60,51 @@ def list_frames(source: str | Path | Sequence[str | Path]) -> list[Path]:
     raise DffError(f"{path}: no such folder")
 
 
-def read_focus_distances(path: str | Path, n: int) -> tuple[np.ndarray, FocusUnit]:
-    """Read a sidecar: one focus distance per frame, ``#`` comments, ``# unit: diopter``."""
+def read_focus_distances(
+    path: str | Path, n: int, *, signed: bool = False
+) -> tuple[np.ndarray, FocusUnit]:
+    """Read a sidecar: one focus distance per frame, ``#`` comments, ``# unit: diopter``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The sidecar: UTF-8 text (a byte-order mark is accepted), the first number of each
+        non-comment line is a frame's distance, in reading order.
+    n : int
+        The number of frames.
+    signed : bool
+        Accept negative values and zero (focus *disparities*, as HCI's sidecar holds);
+        they must still be finite and strictly monotonic.
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, str)
+        The distances (float64) and their unit, ``"m"`` (default) or ``"diopter"``.
+
+    Raises
+    ------
+    DffError
+        Naming the file (and the line): not UTF-8 text, a value that is not a number, not
+        finite, not positive (metres) or negative (diopters), not strictly increasing or
+        decreasing, or a count other than ``n``.
+    """
     path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DffError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        if b"\x00" in raw:
+            raise ValueError("contains NUL bytes")
+        content = raw.decode("utf-8-sig")
+    except ValueError:
+        raise DffError(
+            f"{path}: not a text file; expected UTF-8 text with one focus distance per line"
+        ) from None
     unit: FocusUnit = "m"
     values: list[float] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    lines: list[int] = []
+    for lineno, line in enumerate(content.splitlines(), 1):
         text = line.strip()
         if text.startswith("#"):
             m = re.match(r"#\s*unit\s*[:=]\s*(\S+)", text, re.I)
@@ -83,10 +122,26 @@ def read_focus_distances(path: str | Path, n: int) -> tuple[np.ndarray, FocusUni
         try:
             values.append(float(text.split()[0].rstrip(",")))
         except ValueError:
-            raise DffError(f"{path}:{lineno}: expected a number, got '{text}'") from None
+            raise DffError(f"{path}:{lineno}: expected a number, got '{text[:40]}'") from None
+        lines.append(lineno)
     if len(values) != n:
         raise DffError(f"{path}: has {len(values)} focus distances for {n} frames")
-    return np.asarray(values, np.float64), unit
+    distances = np.asarray(values, np.float64)
+    low = -math.inf if signed else 0.0 if unit == "diopter" else math.nextafter(0.0, 1.0)
+    bad = ~np.isfinite(distances) | (distances < low)
+    if bad.any():
+        k = int(np.argmax(bad))
+        valid = "a finite number >= 0 diopters" if unit == "diopter" else "a finite number > 0 m"
+        valid = "a finite number" if signed else valid
+        raise DffError(f"{path}:{lines[k]}: focus distance {values[k]} is not {valid}")
+    step = np.sign(np.diff(distances))
+    if step.size and not (np.all(step > 0) or np.all(step < 0)):
+        k = 1 + int(np.argmax(step != step[0])) if step[0] != 0 else 1
+        raise DffError(
+            f"{path}:{lines[k]}: focus distance {values[k]} after {values[k - 1]}: distances "
+            "must strictly increase or strictly decrease, one per frame in reading order"
+        )
+    return distances, unit
 
 
 def _exif_focus_distances(paths: Sequence[Path]) -> np.ndarray | None:
@@ -107,6 +162,18 @@ def _exif_focus_distances(paths: Sequence[Path]) -> np.ndarray | None:
         )
         return None
     distances = np.asarray(values, np.float64)
+    step = np.diff(distances)
+    if not (np.all(step >= 0) or np.all(step <= 0)):
+        k = 1 + int(np.argmax(step * step[np.flatnonzero(step)[0]] < 0))
+        logger.warning(
+            "EXIF focus distances ignored: they go back and forth (%s: %.4g m after %.4g m); "
+            "give a %s sidecar instead",
+            paths[k].name,
+            distances[k],
+            distances[k - 1],
+            FOCUS_SIDECAR,
+        )
+        return None
     logger.info(
         "focus distances from EXIF SubjectDistance of %d frames: %.4g .. %.4g m",
         len(values),
@@ -135,9 +202,11 @@ class LazyFrames:
 
     ndim = 4
 
-    def __init__(self, paths: Sequence[Path]) -> None:
+    def __init__(self, paths: Sequence[Path], allow_corrupt: bool | None = None) -> None:
         self.paths = list(paths)
-        first = read_image(self.paths[0])
+        self.allow_corrupt = allow_corrupt
+        check_frame_sizes(self.paths)  # headers only: nothing decoded yet
+        first = read_image(self.paths[0], allow_corrupt=allow_corrupt)
         self.dtype = first.dtype
         self.shape = (len(self.paths), *first.shape)
 
@@ -146,7 +215,7 @@ class LazyFrames:
 
     def __getitem__(self, k: int) -> np.ndarray:
         path = self.paths[k]
-        img = read_image(path)
+        img = read_image(path, allow_corrupt=self.allow_corrupt)
         _check_like(path, img, self.paths[0], self.shape[1:], self.dtype)
         if img.shape[2] != self.shape[3]:
             if self.shape[3] == 3:
@@ -160,7 +229,41 @@ class LazyFrames:
     def reversed(self) -> LazyFrames:
         out = LazyFrames.__new__(LazyFrames)
         out.paths, out.dtype, out.shape = self.paths[::-1], self.dtype, self.shape
+        out.allow_corrupt = self.allow_corrupt
         return out
+
+
+def check_frame_sizes(paths: Sequence[Path], limit: int | None = None) -> None:
+    """Refuse, from the headers alone, frames above the pixel limit or of another size.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        The frames; the first one's size is the stack's.
+    limit : int, optional
+        Largest frame in pixels (default :func:`dffcore.io.images.max_pixels`: 300
+        megapixels, or the ``DFF_MAX_PIXELS`` environment variable).
+
+    Raises
+    ------
+    DffError
+        Naming the first frame that is too large or whose size differs from the first
+        frame's (both sizes given). Frames whose header cannot be parsed are left to the
+        decoder, whose result is checked again.
+    """
+    limit = max_pixels() if limit is None else limit
+    first: tuple[int, int] | None = None
+    for path in paths:
+        size = image_size(path, limit)
+        if size is None:
+            continue
+        if first is None:
+            first, first_path = size, path
+        elif size != first:
+            raise DffError(
+                f"{path}: is {size[0]}x{size[1]} but {first_path.name} is "
+                f"{first[0]}x{first[1]}; all frames must have the same size"
+            )
 
 
 def _check_like(
@@ -186,6 +289,7 @@ def read_stack(
     progress: Callable[[int, int], None] | None = None,
     lazy: bool = False,
     jobs: int | None = None,
+    allow_corrupt: bool | None = None,
 ) -> FocalStack:
     """Read a focal stack; frames keep their native dtype, colour is RGB.
 
@@ -197,22 +301,31 @@ def read_stack(
     ``"exif"``). ``reverse`` reverses the frame order. ``lazy`` decodes only the first
     frame now: ``frames`` is then a :class:`LazyFrames` that decodes each frame when
     indexed (bounded-memory runs, ``--memory``). ``jobs`` threads decode (default: every
-    core; at most two frames per thread are decoded ahead of the one being stored).
+    core; at most one frame per thread is decoded ahead of the one being stored).
+
+    Before anything is decoded, every frame's header is read: a frame above the pixel
+    limit (:func:`dffcore.io.images.max_pixels`, 300 megapixels unless ``DFF_MAX_PIXELS``
+    says otherwise) or of another size than the first frame is refused. A frame the
+    decoder warns about (corrupt or truncated data) is an error naming it, unless
+    ``allow_corrupt`` (default: the ``DFF_ALLOW_CORRUPT`` environment variable) makes it a
+    logged warning.
     """
     paths = list_frames(source)
     if len(paths) < 2:
         where = paths[0].parent if paths else source
         raise DffError(f"{where}: a focal stack needs at least 2 images, found {len(paths)}")
+    threads = jobs or os.cpu_count() or 1  # decoding, at most one frame a thread ahead
     if lazy:
-        frames: np.ndarray | LazyFrames = LazyFrames(paths)
+        frames: np.ndarray | LazyFrames = LazyFrames(paths, allow_corrupt)
         first = np.empty(frames.shape[1:], frames.dtype)  # shape and dtype only
+        decoded: Iterable[tuple[Path, np.ndarray]] = []
     else:
-        first = read_image(paths[0])
+        check_frame_sizes(paths)  # headers only: a bomb is refused before decoding
+        images = read_images(paths, jobs=threads, allow_corrupt=allow_corrupt)
+        first = next(images)
         frames = np.empty((len(paths), *first.shape), first.dtype)
         frames[0] = first
-    threads = jobs or os.cpu_count() or 1  # decoding, at most two frames a thread ahead
-    rest = [] if lazy else ordered_map(read_image, paths[1:], threads, 2 * threads)
-    decoded = [] if lazy else zip(paths[1:], rest, strict=True)
+        decoded = zip(paths[1:], images, strict=True)
     for i, (p, img) in enumerate(decoded, 1):
         _check_like(p, img, paths[0], first.shape, first.dtype)
         if img.shape[2] != frames.shape[3]:

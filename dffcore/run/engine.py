@@ -26,7 +26,15 @@ from dffcore.core.data import AlignedStack, Alignment, DepthResult, FocalStack, 
 from dffcore.core.errors import DffError
 from dffcore.core.spec import PipelineSpec, StageSpec
 from dffcore.ops.depth import index_to_depth
+from dffcore.ops.evidence import CurveSums
 from dffcore.ops.filters import take_frames
+from dffcore.run.checks import (
+    check_aligned,
+    check_contexts,
+    check_output,
+    checked_measure,
+    guard,
+)
 from dffcore.run.frames import AlignedFrames, InMemoryFrames, streamed_frames
 from dffcore.run.plan import RunPlan, align_scale, band_plan, in_memory_plan
 from dffcore.run.records import Recorder, StageRecord
@@ -99,15 +107,19 @@ def run_pipeline(
         )
     report = progress or _silent
     stages = spec.after_alignment()
-    components = [stage.build() for stage in stages]
-    aligner = spec.align.build()
+    components = [guard(stage, stage.build) for stage in stages]
+    checked_measure(stages[0], components[0])
+    check_contexts(stages, components)
+    aligner = guard(spec.align, spec.align.build)
     recorder = Recorder()
     notices = _Notices([(spec.align, aligner), *zip(stages, components, strict=True)])
 
     def align_call(frames: FocalStack) -> AlignedStack:
         notices.announce(spec.align)
         ctx = Context(lambda d, t: report(f"align {spec.align.name}", d, t), jobs)
-        return invoke(spec.align, aligner, (frames,), ctx)
+        aligned = invoke(spec.align, aligner, (frames,), ctx)
+        check_aligned(spec.align, aligned, frames.n)
+        return aligned
 
     with _opencv_threads(jobs), contextlib.ExitStack() as scope:
         frames: AlignedFrames
@@ -215,14 +227,17 @@ def process(
     volume: FocusVolume | None = None
     diagnostics: list[dict[str, Any]] = []
     covered = np.zeros(n)  # pixels of the output grid each frame has data for
+    curves = CurveSums.for_image(h, w)  # is there focus information at all?
     for done, group in enumerate(groups, 1):
         windows = [(max(a - plan.margin, 0), min(b + plan.margin, h)) for a, b in group]
         parts = [frames.rows(ra, rb) for ra, rb in windows]
         results, volumes = run_stages(stages, components, parts, call)
-        for (a, b), (ra, _), part, res in zip(group, windows, parts, results, strict=True):
+        regions_of = zip(group, windows, parts, results, volumes, strict=True)
+        for (a, b), (ra, _), part, res, vol in regions_of:
             keep = slice(a - ra, b - ra)
             index[a:b] = np.clip(np.nan_to_num(res.index[keep], nan=0.0), 0, n - 1)
             confidence[a:b] = np.clip(np.nan_to_num(res.confidence[keep], nan=0.0), 0, 1)
+            curves.add(vol, keep, ra)
             if part.valid is not None:
                 confidence[a:b][unmeasured(index[a:b], part.valid[:, keep])] = 0
                 covered += part.valid[:, keep].sum(axis=(1, 2))
@@ -234,9 +249,16 @@ def process(
             volume = volumes[0]
         if plan.mode == "bands":
             report("bands", done, len(groups))
+    evidence = curves.evidence()  # ~0 for a stack without focus information
+    if evidence < 1:
+        confidence *= np.float32(evidence)
     if len(diagnostics) > 1:  # one region's diagnostics each (e.g. graph-cut energies)
         diagnostics = [{"regions": diagnostics}] if any(diagnostics) else [{}]
-    diagnostics[0] = {**diagnostics[0], "frame_coverage": np.round(covered / (h * w), 4).tolist()}
+    diagnostics[0] = {
+        **diagnostics[0],
+        "frame_coverage": np.round(covered / (h * w), 4).tolist(),
+        "focus_evidence": evidence,
+    }
     return DepthResult(index, confidence, aif, diagnostics=diagnostics[0]), volume
 
 
@@ -248,20 +270,22 @@ def run_stages(
 ) -> tuple[list[DepthResult], list[FocusVolume]]:
     """Focus, aggregate, regularise and composite every part (a region of rows), one
     stage at a time through ``call``; the all-in-focus image is selection at the final
-    depth when no stage made one."""
-    volumes: list[FocusVolume] = call(stages[0], components[0], [(p,) for p in parts])
-    for volume, part in zip(volumes, parts, strict=True):
-        if volume.data.shape != part.frames.shape[:3]:
-            raise DffError(
-                f"{stages[0].path} ({stages[0].name}): returned a focus volume of shape "
-                f"{volume.data.shape}, expected {part.frames.shape[:3]}"
-            )
-    results: list[DepthResult] = call(
+    depth when no stage made one. Every stage's output is checked
+    (:func:`dffcore.run.checks.check_output`) before the next stage sees it."""
+
+    def checked(stage: StageSpec, component: Component, args: list[tuple[Any, ...]]) -> list:
+        outs = call(stage, component, args)
+        for out, part in zip(outs, parts, strict=True):
+            check_output(stage, out, part)
+        return outs
+
+    volumes: list[FocusVolume] = checked(stages[0], components[0], [(p,) for p in parts])
+    results: list[DepthResult] = checked(
         stages[1], components[1], list(zip(volumes, parts, strict=True))
     )
     for stage, component in zip(stages[2:], components[2:], strict=True):
         args = list(zip(results, volumes, parts, strict=True))
-        outs = call(stage, component, args)
+        outs = checked(stage, component, args)
         if stage.kind == "composite":
             results = [r.replace(all_in_focus=o) for r, o in zip(results, outs, strict=True)]
         else:
@@ -276,11 +300,10 @@ def run_stages(
 def invoke(
     stage: StageSpec, component: Callable[..., Any], args: tuple[Any, ...], ctx: Context
 ) -> Any:
-    """``component(*args, ctx)``, its user errors prefixed with the stage's YAML path."""
-    try:
-        return component(*args, ctx)
-    except DffError as exc:
-        raise DffError(f"{stage.path} ({stage.name}): {exc}") from None
+    """``component(*args, ctx)`` at the plugin boundary (:func:`dffcore.run.checks.guard`):
+    its user errors prefixed with the stage's YAML path, a plugin's other exceptions (and
+    ``sys.exit()``) a :class:`~dffcore.run.checks.PluginFailure` naming its distribution."""
+    return guard(stage, component, *args, ctx)
 
 
 def unmeasured(index: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -297,7 +320,7 @@ class _Notices:
     """Licence notices of the run's components, each logged once, when it first runs."""
 
     def __init__(self, pairs: list[tuple[StageSpec, Component]]) -> None:
-        self.pending = {stage.path: component.notices() for stage, component in pairs}
+        self.pending = {stage.path: guard(stage, component.notices) for stage, component in pairs}
         self.shown: list[str] = []
 
     def announce(self, stage: StageSpec) -> None:

@@ -10,13 +10,17 @@ holds more than one decoded frame and one band of rows of every frame:
 2. **warp**: each frame is decoded once, warped by
    :func:`dffcore.align.apply.warp_frame` (crop box, interpolation, exposure) and
    appended to a raw file in a temporary folder, with its validity mask; the folder is
-   always removed;
+   removed when the run ends, and a run killed with SIGKILL leaves it to the next run,
+   which removes the folders of dead runs (:data:`TEMP_PREFIX`, :mod:`dffcore.run.scratch`);
+   a full disk is a one-line error naming the folder and the space needed;
 3. **bands**: :meth:`StreamedFrames.rows` reads a band of rows of every frame back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +31,12 @@ import numpy as np
 
 from dffcore.align.apply import box_to_crop, crop_box, rescale, warp_frame
 from dffcore.core.data import AlignedStack, Alignment, FocalStack
+from dffcore.core.errors import DffError
+from dffcore.run.scratch import process_tag, sweep
+
+#: temporary folders of streamed frames: ``dffcore-<pid>-<start time>-<random>``
+TEMP_PREFIX = "dffcore-"
+TEMP_PATTERN = r"dffcore-(?P<pid>\d+)-(?P<start>\d+)-[A-Za-z0-9_]+"
 
 #: progress(done, total)
 Tick = Callable[[int, int], None]
@@ -90,17 +100,37 @@ class StreamedFrames:
         self._files: list[BinaryIO] = []
 
     def write(self, stack: FocalStack, tick: Tick) -> None:
-        """Decode, warp and append every frame of ``stack`` (one frame in memory)."""
+        """Decode, warp and append every frame of ``stack`` (one frame in memory); a full
+        disk is a one-line error naming the folder and the space needed."""
+        try:
+            self._write(stack, tick)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            need = self.bytes_needed()
+            raise DffError(
+                f"{self.frames_path.parent}: no space left on the device for the aligned "
+                f"frames of a --memory run (about {need / 1e6:.0f} MB needed); free space "
+                "or set TMPDIR to a folder on a larger disk"
+            ) from None
+
+    def bytes_needed(self) -> int:
+        """Bytes the raw files of the aligned frames and validity masks take."""
+        n, h, w, c = self.shape
+        return n * h * w * (c * self.dtype.itemsize + (1 if self.valid_path else 0))
+
+    def _write(self, stack: FocalStack, tick: Tick) -> None:
         n = self.shape[0]
         with contextlib.ExitStack() as files:
             ff = files.enter_context(open(self.frames_path, "wb"))
             vf = files.enter_context(open(self.valid_path, "wb")) if self.valid_path else None
             for k in range(n):
                 frame, valid = warp_frame(self.alignment, k, stack.frames[k], self.box)
-                np.ascontiguousarray(frame, self.dtype).tofile(ff)
+                # file.write, not ndarray.tofile: a full disk then raises ENOSPC
+                ff.write(memoryview(np.ascontiguousarray(frame, self.dtype)).cast("B"))
                 if vf is not None:
                     mask = np.ones(self.shape[1:3], bool) if valid is None else valid
-                    np.ascontiguousarray(mask, np.uint8).tofile(vf)
+                    vf.write(memoryview(np.ascontiguousarray(mask, np.uint8)).cast("B"))
                 tick(k + 1, n)
 
     def rows(self, a: int, b: int) -> AlignedStack:
@@ -134,15 +164,26 @@ def streamed_frames(
 ) -> Iterator[StreamedFrames]:
     """Align ``stack`` at ``scale`` with ``align``, stream its frames warped at full
     resolution to a temporary folder and yield them; the folder is removed whatever
-    happens."""
+    happens but SIGKILL, and folders that dead runs left behind are removed first."""
     alignment = rescale(align(small_stack(stack, scale, ticks("read"))), scale, stack.shape)
     box = crop_box(alignment)
-    with tempfile.TemporaryDirectory(prefix="dffcore-", dir=temp_dir) as tmp:
+    root = Path(temp_dir if temp_dir is not None else tempfile.gettempdir())
+    sweep(root, TEMP_PATTERN)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{process_tag()}-", dir=root))
+    except OSError as exc:
+        raise DffError(
+            f"{root}: cannot create a temporary folder for the aligned frames: "
+            f"{exc.strerror or exc}; set TMPDIR to a writable folder"
+        ) from None
+    try:
         channels, dtype = stack.frames.shape[3], stack.frames.dtype
-        frames = StreamedFrames(Path(tmp), alignment, box, channels, dtype)
+        frames = StreamedFrames(tmp, alignment, box, channels, dtype)
         frames.write(stack, ticks("warp"))
         with frames:
             yield frames
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def small_stack(stack: FocalStack, scale: float, tick: Tick) -> FocalStack:

@@ -32,11 +32,13 @@ import numpy as np
 
 from dffcore.core.components import Component
 from dffcore.core.errors import DffError
+from dffcore.core.spec import MIN_MEMORY, format_memory
 
 #: rows of overlap for a stage without a declared context (global stages)
 GLOBAL_MARGIN = 64
 #: bytes a process needs before any image: Python, NumPy, OpenCV, SciPy, the plugins
-BASE_BYTES = 400e6
+#: (also the smallest budget ``--memory`` accepts)
+BASE_BYTES = float(MIN_MEMORY)
 #: float32 (N, rows, W) buffers a band's stages hold at once (volume, smoothed curves, ...)
 BAND_BUFFERS = 4
 #: share of the budget the downscaled stack for alignment may take (it holds two copies)
@@ -141,9 +143,9 @@ def band_rows_for(
     free = budget - BASE_BYTES - outputs - frame
     rows = int(free // per_row) - 2 * margin
     if rows < 8:
-        need = (BASE_BYTES + outputs + frame + per_row * (8 + 2 * margin)) / 1e9
+        need = BASE_BYTES + outputs + frame + per_row * (8 + 2 * margin)
         raise DffError(
-            f"--memory {budget / 1e9:.2f}GB is too small for {n} frames of {w}x{h}: give at "
-            f"least {need:.1f}GB"
+            f"--memory {format_memory(budget, up=False)} is too small for {n} frames of "
+            f"{w}x{h}: give at least {format_memory(need)}"
         )
     return min(h, rows)

@@ -51,13 +51,19 @@ class CurveParams(Params):
     """
 
     sigma: float = Field(
-        3.0, ge=0, description="Gaussian σ smoothing each focus slice first (kernel 6σ+1); 0 = off"
+        3.0,
+        ge=0,
+        le=200,
+        description="Gaussian σ smoothing each focus slice first (kernel 6σ+1); 0 = off"
+        " (at most 200 px)",
     )
     guided_radius: int = Field(
         0,
         ge=0,
+        le=1000,
         description="guided-filter radius (px) aggregating each slice (after the Gaussian; "
-        "set sigma 0 to use it alone), guided by the preliminary all-in-focus image; 0 = off",
+        "set sigma 0 to use it alone), guided by the preliminary all-in-focus image; 0 = off"
+        " (at most 1000 px)",
     )
     guided_eps: float = Field(
         1e-3, gt=0, description="guided-filter regulariser ε, in squared grey levels of [0, 1]"
@@ -85,7 +91,10 @@ class CurveParams(Params):
         "one; 0 = off",
     )
     local_sigma: float = Field(
-        5.0, gt=0, description="Gaussian σ (px) pooling the local estimate's curves"
+        5.0,
+        gt=0,
+        le=200,
+        description="Gaussian σ (px) pooling the local estimate's curves (at most 200 px)",
     )
     confidence: Confidence = Field(
         "prominence",

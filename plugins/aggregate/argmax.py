@@ -14,7 +14,11 @@ from ._common import SliceAggregator, prominence
 
 class ArgmaxParams(Params):
     sigma: float = Field(
-        7.0, ge=0, description="Gaussian σ smoothing each focus slice first (kernel 6σ+1); 0 = off"
+        7.0,
+        ge=0,
+        le=200,
+        description="Gaussian σ smoothing each focus slice first (kernel 6σ+1); 0 = off"
+        " (at most 200 px)",
     )
 
 

@@ -102,7 +102,11 @@ class SoftArgmaxParams(CurveParams):
         "(values in [0, 1]); smaller = closer to the argmax",
     )
     window: int = Field(
-        0, ge=0, description="expectation over ±window slices around the argmax; 0 = all slices"
+        0,
+        ge=0,
+        le=1000,
+        description="expectation over ±window slices around the argmax; 0 = all slices"
+        " (at most 1000 slices)",
     )
 
 

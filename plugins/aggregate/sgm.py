@@ -13,7 +13,11 @@ from .peak import PeakAggregator
 
 class SGMParams(CurveParams):
     sigma: float = Field(
-        1.0, ge=0, description="Gaussian σ smoothing each focus slice first (kernel 6σ+1); 0 = off"
+        1.0,
+        ge=0,
+        le=200,
+        description="Gaussian σ smoothing each focus slice first (kernel 6σ+1); 0 = off"
+        " (at most 200 px)",
     )
     p1: float = Field(0.03, ge=0, description="penalty for a one-slice step between neighbours")
     p2: float = Field(0.3, ge=0, description="penalty for a larger jump (depth edge)")

@@ -63,7 +63,11 @@ class AutoParams(AlignParams):
         "medium", description="DIS preset of the residual flow"
     )
     flow_side: int = Field(
-        640, ge=64, description="long side (px) of the copies the residual flow is computed on"
+        640,
+        ge=64,
+        le=16384,
+        description="long side (px) of the copies the residual flow is computed on"
+        " (at most 16384 px)",
     )
     occlusion_threshold: float = Field(
         2.0, gt=0, description="forward-backward disagreement (px) above which a pixel is occluded"

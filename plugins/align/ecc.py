@@ -21,10 +21,15 @@ class ECCParams(AlignParams):
     finest_level: int = Field(
         0, ge=0, le=4, description="level where refinement stops: 0 = full resolution, 1 = half"
     )
-    iterations: int = Field(100, ge=1, description="iterations per level")
+    iterations: int = Field(
+        100, ge=1, le=100000, description="iterations per level (at most 100000)"
+    )
     eps: float = Field(1e-5, gt=0, description="convergence threshold")
     smooth: int = Field(
-        5, ge=1, description="Gaussian kernel (odd) filtering both images, evens out blur"
+        5,
+        ge=1,
+        le=999,
+        description="Gaussian kernel (odd) filtering both images, evens out blur (at most 999 px)",
     )
     match_blur: bool = Field(
         True,

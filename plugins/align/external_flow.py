@@ -5,7 +5,9 @@ flow(x))``) or a *map* (the absolute (x, y) position in ``dst`` of every ``src``
 always on the source frame's pixel grid, as ``.npy`` arrays of shape ``(H,W,2)`` (``(2,H,W)``
 is accepted and transposed) or Middlebury ``.flo`` files. Frame indices are 0-based in
 reading order. NaN (and ``.flo``'s "unknown" values above 1e9) mark pixels without a
-correspondence; they become invalid.
+correspondence; they become invalid. A file holding infinite values, or a displacement
+beyond :data:`MAX_DIAGONALS` times the frames' diagonal (wrong units, a map read as flow),
+is refused with an error naming it.
 
 ``mode: pairs`` reads one file per pair the aligner matches, ``pattern`` default
 ``flow_{a:03d}_{b:03d}.npy`` = flow from frame ``a`` to frame ``b``: with ``chain: true``
@@ -18,6 +20,7 @@ ignored). Patterns may use ``{a}``, ``{b}``, ``{i}`` (= ``b``) and ``{ref}`` (= 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,11 +32,14 @@ from dffcore.align.pairwise import AlignParams, PairwiseAligner, alignment_of, p
 from dffcore.core.components import Context, resolve_reference
 from dffcore.core.data import AlignedStack, FocalStack
 from dffcore.core.errors import DffError
+from dffcore.io.images import load_npy_checked
 from dffcore.ops.warp import flow_to_map, grid
 
 DEFAULT_PATTERNS = {"pairs": "flow_{a:03d}_{b:03d}.npy", "to-reference": "flow_{i:03d}.npy"}
 _FLO_MAGIC = 202021.25  # "PIEH" read as a little-endian float32
 _FLO_UNKNOWN = 1e9
+#: the largest displacement a file may hold, in diagonals of the frames
+MAX_DIAGONALS = 4.0
 
 
 class ExternalFlowParams(AlignParams):
@@ -65,6 +71,8 @@ def read_flo(path: Path) -> np.ndarray:
         if magic.size != 1 or magic[0] != _FLO_MAGIC or size.size != 2 or (size <= 0).any():
             raise ValueError("not a Middlebury .flo file (bad header)")
         w, h = (int(v) for v in size)
+        if 8 * w * h > os.fstat(f.fileno()).st_size - 12:  # before allocating anything
+            raise ValueError(f"truncated .flo file: {w}x{h} needs {8 * w * h} bytes of data")
         data = np.fromfile(f, "<f4", 2 * w * h)
     if data.size != 2 * w * h:
         raise ValueError(f"truncated .flo file: {w}x{h} needs {2 * w * h} values, has {data.size}")
@@ -73,14 +81,19 @@ def read_flo(path: Path) -> np.ndarray:
     return flow
 
 
-def read_field(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """A flow/map file as (H,W,2) float32 of the stack's ``shape``; DffError if unusable."""
-    try:
-        arr = read_flo(path) if path.suffix.lower() == ".flo" else np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DffError(f"{path}: cannot read a flow field: {reason}") from None
+def read_field(path: Path, shape: tuple[int, int], format: str = "flow") -> np.ndarray:
+    """A flow/map file as (H,W,2) float32 of the stack's ``shape``; DffError if unusable
+    (unreadable, wrong shape, infinite values, displacements beyond :data:`MAX_DIAGONALS`
+    diagonals; ``format`` ``"flow"`` or ``"map"`` says how to read displacements)."""
     h, w = shape
+    if path.suffix.lower() != ".flo":  # header checked first: a huge array is refused unread
+        arr = load_npy_checked(path, max_elements=2 * h * w)
+    else:
+        try:
+            arr = read_flo(path)
+        except (OSError, ValueError, EOFError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DffError(f"{path}: cannot read a flow field: {reason}") from None
     if arr.shape == (2, h, w):
         arr = arr.transpose(1, 2, 0)
     if arr.shape != (h, w, 2) or arr.dtype.kind not in "fiu":
@@ -88,7 +101,23 @@ def read_field(path: Path, shape: tuple[int, int]) -> np.ndarray:
             f"{path}: holds a {arr.dtype} array of shape {arr.shape}; expected ({h}, {w}, 2) or "
             f"(2, {h}, {w}) numbers for the stack's {w}x{h} frames"
         )
-    out = arr.astype(np.float32)
+    values = arr.astype(np.float64)
+    if np.isinf(values).any():
+        raise DffError(
+            f"{path}: holds {int(np.isinf(values).sum())} infinite values; mark pixels "
+            "without a correspondence with NaN"
+        )
+    disp = values - grid(shape) if format == "map" else values
+    with np.errstate(invalid="ignore"):
+        largest = float(np.nanmax(np.abs(disp))) if np.isfinite(disp).any() else 0.0
+    limit = MAX_DIAGONALS * float(np.hypot(h, w))
+    if largest > limit:
+        raise DffError(
+            f"{path}: holds a displacement of {largest:.3g} px, beyond {MAX_DIAGONALS:g}x the "
+            f"diagonal of the {w}x{h} frames ({limit:.0f} px); expected {format} in pixels "
+            "(format: flow = displacements, map = absolute positions)"
+        )
+    out = values.astype(np.float32)
     bad = ~np.isfinite(out).all(axis=2)
     if bad.all():
         raise DffError(f"{path}: no finite value: the field is NaN or infinite everywhere")
@@ -123,7 +152,7 @@ class ExternalFlow(PairwiseAligner):
         if not path.is_file():
             what = f"flow from frame {a} to frame {b}"
             raise DffError(f"{path}: missing ({what}; mode {p.mode}, pattern '{pattern}')")
-        field = read_field(path, shape)
+        field = read_field(path, shape, p.format)
         m = flow_to_map(field) if p.format == "flow" else field
         shift = np.nanmedian(np.linalg.norm(m - grid(shape), axis=2))
         return m, {"file": name, "median_displacement_px": round(float(shift), 3)}

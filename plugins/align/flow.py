@@ -83,11 +83,19 @@ class DenseFlowParams(FlowParams):
     method: Literal["dis", "farneback"] = Field("dis", description="flow algorithm")
     preset: Literal["ultrafast", "fast", "medium"] = Field("medium", description="DIS preset")
     pyr_scale: float = Field(0.5, gt=0, lt=1, description="Farneback pyramid scale")
-    pyr_levels: int = Field(3, ge=1, description="Farneback pyramid levels")
-    winsize: int = Field(15, ge=3, description="Farneback averaging window")
-    iterations: int = Field(3, ge=1, description="Farneback iterations per level")
-    poly_n: int = Field(5, ge=3, description="Farneback polynomial neighbourhood")
-    poly_sigma: float = Field(1.2, gt=0, description="Farneback polynomial Gaussian σ")
+    pyr_levels: int = Field(3, ge=1, le=10, description="Farneback pyramid levels (at most 10)")
+    winsize: int = Field(
+        15, ge=3, le=999, description="Farneback averaging window (at most 999 px)"
+    )
+    iterations: int = Field(
+        3, ge=1, le=1000, description="Farneback iterations per level (at most 1000)"
+    )
+    poly_n: int = Field(
+        5, ge=3, le=31, description="Farneback polynomial neighbourhood (at most 31 px)"
+    )
+    poly_sigma: float = Field(
+        1.2, gt=0, le=100, description="Farneback polynomial Gaussian σ (at most 100)"
+    )
 
 
 _PRESETS = {

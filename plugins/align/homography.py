@@ -26,7 +26,9 @@ class HomographyParams(AlignParams):
         description="detect features on a copy scaled by this factor (speed, memory); auto: "
         "full size up to 3 MP, scaled to about 3 MP above",
     )
-    min_matches: int = Field(12, ge=4, description="fewest RANSAC inliers accepted per pair")
+    min_matches: int = Field(
+        12, ge=4, le=10000, description="fewest RANSAC inliers accepted per pair (at most 10000)"
+    )
     refine: Literal["none", "ecc"] = Field(
         "none", description="refine each homography with ECC (dense, sub-pixel)"
     )

@@ -39,9 +39,14 @@ class RAFTParams(FlowParams):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where the network runs; auto = cuda when available"
     )
-    iterations: int = Field(12, ge=1, description="recurrent flow updates (num_flow_updates)")
+    iterations: int = Field(
+        12, ge=1, le=1000, description="recurrent flow updates (num_flow_updates) (at most 1000)"
+    )
     max_size: int = Field(
-        1024, ge=_MIN_SIDE, description="longest side a pair is resized to for inference, px"
+        1024,
+        ge=_MIN_SIDE,
+        le=16384,
+        description="longest side a pair is resized to for inference, px (at most 16384 px)",
     )
 
 

@@ -38,7 +38,11 @@ class MultibandParams(Params):
         ),
     )
     sharpest_sigma: float = Field(
-        1.0, ge=0, description="weights 'sharpest': Gaussian σ (px) smoothing each focus slice"
+        1.0,
+        ge=0,
+        le=200,
+        description="weights 'sharpest': Gaussian σ (px) smoothing each focus slice"
+        " (at most 200 px)",
     )
     spread: float = Field(
         0.5,

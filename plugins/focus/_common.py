@@ -42,10 +42,17 @@ def odd(value: int) -> int:
 
 class LocalParams(Params):
     window: int = Field(
-        9, ge=1, description="side (odd, px) of the square window of the local means / variances"
+        9,
+        ge=1,
+        le=999,
+        description="side (odd, px) of the square window of the local means / variances"
+        " (at most 999 px)",
     )
     gaussian_sigma: float = Field(
-        0.0, ge=0, description="Gaussian pre-filter σ (kernel 6σ+1); 0 = off"
+        0.0,
+        ge=0,
+        le=200,
+        description="Gaussian pre-filter σ (kernel 6σ+1); 0 = off (at most 200 px)",
     )
     colour: Literal["luminance", "max"] = Field(
         "luminance",

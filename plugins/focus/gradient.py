@@ -63,7 +63,9 @@ class TenengradVariance(LocalMeasure):
 
 
 class GaussianDerivativeParams(LocalParams):
-    sigma: float = Field(1.0, gt=0, description="σ of the Gaussian derivative filters (px)")
+    sigma: float = Field(
+        1.0, gt=0, le=200, description="σ of the Gaussian derivative filters (px) (at most 200 px)"
+    )
 
 
 class GaussianDerivative(LocalMeasure):

@@ -73,7 +73,12 @@ class ModifiedLaplacian(LocalMeasure):
 
 
 class SMLParams(LocalParams):
-    step: int = Field(1, ge=1, description="distance of the second differences' neighbours (px)")
+    step: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="distance of the second differences' neighbours (px) (at most 100 px)",
+    )
     threshold: float = Field(
         0.0, ge=0, description="modified-Laplacian values below it count as 0 (image in [0, 1])"
     )

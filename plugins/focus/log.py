@@ -15,9 +15,14 @@ from dffcore.ops.filters import gaussian
 
 
 class LoGParams(Params):
-    gaussian_ksize: int = Field(5, ge=1, description="Gaussian pre-filter kernel size (odd)")
+    gaussian_ksize: int = Field(
+        5, ge=1, le=999, description="Gaussian pre-filter kernel size (odd) (at most 999 px)"
+    )
     gaussian_sigma: float = Field(
-        0.0, ge=0, description="Gaussian σ; 0 derives it from the kernel size as OpenCV does"
+        0.0,
+        ge=0,
+        le=200,
+        description="Gaussian σ; 0 derives it from the kernel size as OpenCV does (at most 200)",
     )
     laplacian_ksize: Literal[1, 3, 5, 7] = Field(5, description="Laplacian aperture size")
 
@@ -60,17 +65,21 @@ class MultiScaleLoGParams(Params):
         [(3, 3), (7, 5)],
         min_length=1,
         max_length=4,
-        description="(Gaussian pre-filter kernel size, odd; Laplacian aperture) per scale",
+        description="(Gaussian pre-filter kernel size, odd, at most 999 px; Laplacian aperture) "
+        "per scale",
     )
     window_sigma: float = Field(
-        1.0, ge=0, description="Gaussian σ smoothing each scale's |LoG| before the product"
+        1.0,
+        ge=0,
+        le=200,
+        description="Gaussian σ smoothing each scale's |LoG| before the product (at most 200 px)",
     )
 
     @field_validator("scales")
     @classmethod
     def _odd_kernels(cls, v: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        if any(k < 1 or k % 2 == 0 for k, _ in v):
-            raise ValueError("Gaussian kernel sizes must be odd and positive")
+        if any(not 1 <= k <= 999 or k % 2 == 0 for k, _ in v):
+            raise ValueError("Gaussian kernel sizes must be odd, from 1 to 999 px")
         return v
 
 

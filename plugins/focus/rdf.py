@@ -13,10 +13,18 @@ from ._common import LocalMeasure, LocalParams, correlate
 
 class RDFParams(LocalParams):
     inner_radius: float = Field(
-        1.0, ge=0, description="radius of the positive central disc (px; 0 = the pixel alone)"
+        1.0,
+        ge=0,
+        le=1000,
+        description="radius of the positive central disc (px; 0 = the pixel alone)"
+        " (at most 1000 px)",
     )
-    ring_inner: float = Field(2.0, ge=0, description="inner radius of the negative ring (px)")
-    ring_outer: float = Field(3.0, gt=0, description="outer radius of the negative ring (px)")
+    ring_inner: float = Field(
+        2.0, ge=0, le=1000, description="inner radius of the negative ring (px) (at most 1000 px)"
+    )
+    ring_outer: float = Field(
+        3.0, gt=0, le=1000, description="outer radius of the negative ring (px) (at most 1000 px)"
+    )
     squared: bool = Field(False, description="aggregate the squared response, not its magnitude")
 
     @model_validator(mode="after")

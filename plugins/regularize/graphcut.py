@@ -79,7 +79,12 @@ class GraphCutParams(Params):
         "expansion",
         description="alpha-expansion (needs a metric pairwise) or alpha-beta swap (any)",
     )
-    sigma: float = Field(2.0, ge=0, description="Gaussian σ smoothing each focus slice (6σ+1)")
+    sigma: float = Field(
+        2.0,
+        ge=0,
+        le=200,
+        description="Gaussian σ smoothing each focus slice (6σ+1) (at most 200 px)",
+    )
     unary_scale: float = Field(
         100.0, gt=0, description="unary cost = normalised negated focus × this, as int32"
     )
@@ -108,7 +113,11 @@ class GraphCutParams(Params):
         "unary multiplied by weight_scale to keep the balance",
     )
     cycles: int = Field(
-        1, ge=-1, description="cycles over all labels (pairs for swap); -1 = until convergence"
+        1,
+        ge=-1,
+        le=1000,
+        description="cycles over all labels (pairs for swap); -1 = until convergence"
+        " (at most 1000)",
     )
     init: Literal["zero", "data", "result"] = Field(
         "zero",
@@ -128,9 +137,15 @@ class GraphCutParams(Params):
         "or gaussian 3-point fit",
     )
     tile: int = Field(
-        128, ge=0, description="solve in tiles of this size in parallel threads; 0 = whole image"
+        128,
+        ge=0,
+        le=65536,
+        description="solve in tiles of this size in parallel threads; 0 = whole image"
+        " (at most 65536 px)",
     )
-    tile_overlap: int = Field(16, ge=0, description="pixels of context around each tile")
+    tile_overlap: int = Field(
+        16, ge=0, le=1000, description="pixels of context around each tile (at most 1000 px)"
+    )
 
     @model_validator(mode="after")
     def _metric_for_expansion(self) -> GraphCutParams:

@@ -17,7 +17,9 @@ MIN_WEIGHT = 1e-4
 
 
 class GuidedParams(Params):
-    radius: int = Field(4, ge=1, le=200, description="window radius r of the (2r+1)² local fits")
+    radius: int = Field(
+        4, ge=1, le=200, description="window radius r of the (2r+1)² local fits (at most 200 px)"
+    )
     eps: float = Field(
         1e-3,
         gt=0,
@@ -27,7 +29,7 @@ class GuidedParams(Params):
     confidence_power: float = Field(
         1.0, ge=0, description="fit weight = confidence^p (0 = unweighted guided filter)"
     )
-    iterations: int = Field(2, ge=1, le=20, description="times the filter is applied")
+    iterations: int = Field(2, ge=1, le=20, description="times the filter is applied (at most 20)")
 
 
 class Guided(Regularizer):

@@ -24,7 +24,10 @@ class TVParams(Params):
         2.0, ge=0, description="smoothness weight λ (slices of data error per unit TV); 0 = off"
     )
     iterations: int = Field(
-        100, ge=1, le=100_000, description="most primal-dual iterations (early stop on `tol`)"
+        100,
+        ge=1,
+        le=100_000,
+        description="most primal-dual iterations (early stop on `tol`; at most 100000)",
     )
     tol: float = Field(
         1e-4,

@@ -35,13 +35,15 @@ class WeightedMedianParams(Params):
         description="spatial weights: 'classic' = the course project's 7x7 diamond (radius 3), "
         "'gaussian' (σ = radius/2) or 'uniform' over the (2·radius+1)² window",
     )
-    iterations: int = Field(1, ge=1, le=20, description="times the filter is applied")
+    iterations: int = Field(1, ge=1, le=20, description="times the filter is applied (at most 20)")
     guide: Literal["none", "image"] = Field(
         "none",
         description="'image' = joint weighted median: neighbours also weighted by their "
         "similarity to the pixel in the grey all-in-focus guide",
     )
-    radius: int = Field(3, ge=1, le=15, description="window radius (the window is 2r+1 square)")
+    radius: int = Field(
+        3, ge=1, le=15, description="window radius (the window is 2r+1 square; at most 15 px)"
+    )
     range_sigma: float = Field(
         0.1,
         gt=0,
