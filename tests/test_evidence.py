@@ -80,7 +80,9 @@ def test_sums_over_bands_equal_the_whole_image() -> None:
 
 
 @pytest.mark.parametrize("pipeline", ["best", "fast"])
-def test_stacks_without_focus_information_get_confidence_near_zero(pipeline: str) -> None:
+def test_stacks_without_focus_information_get_confidence_near_zero(
+    pipeline: str, caplog: pytest.LogCaptureFixture
+) -> None:
     rng = np.random.default_rng(0)
     sweep = render_stack("default", n_frames=8, size=(90, 120), seed=7).frames
     stacks = {
@@ -95,8 +97,11 @@ def test_stacks_without_focus_information_get_confidence_near_zero(pipeline: str
     }
     spec = dffcore.load_spec(pipeline, NO_ALIGN)
     for name, frames in stacks.items():
+        caplog.clear()
         run = dffcore.run_pipeline(spec, FocalStack(frames))
         assert run.result.confidence.mean() < 0.01, (name, run.result.confidence.mean())
+        if name != "constant" and name != "identical":  # those say: all confidence 0
+            assert "almost no focus information" in caplog.text, name
     real = dffcore.run_pipeline(spec, FocalStack(sweep))
     assert real.result.confidence.mean() > 0.3
 

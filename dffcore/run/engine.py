@@ -187,6 +187,15 @@ def warn_unreliable(stack: FocalStack, result: DepthResult) -> None:
             names,
             more,
         )
+    evidence = result.diagnostics.get("focus_evidence", 1.0)
+    if evidence < UNRELIABLE_SHARE:
+        logger.warning(
+            "the frames hold almost no focus information (focus evidence %.2f of 1): "
+            "noise, identical frames or no texture? the depth is a guess; confidence "
+            "scaled down to match",
+            evidence,
+        )
+        return
     unreliable = float((result.confidence == 0).mean())
     if unreliable > UNRELIABLE_SHARE:
         logger.warning(
