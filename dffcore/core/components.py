@@ -59,7 +59,7 @@ class Params(BaseModel):
     infinite and NaN floats (a field that means to allow them says
     ``Field(allow_inf_nan=True)``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 #: The frame whose pixel grid the outputs use: a name or a 0-based index.
