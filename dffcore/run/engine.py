@@ -27,7 +27,7 @@ from dffcore.core.errors import DffError
 from dffcore.core.spec import PipelineSpec, StageSpec
 from dffcore.ops.depth import index_to_depth
 from dffcore.ops.evidence import CurveSums
-from dffcore.ops.filters import take_frames
+from dffcore.ops.filters import pick, take_frames
 from dffcore.run.checks import (
     check_aligned,
     check_contexts,
@@ -321,7 +321,7 @@ def unmeasured(index: np.ndarray, valid: np.ndarray) -> np.ndarray:
     near = np.rint(index).astype(np.intp)
     out = np.zeros(index.shape, bool)
     for k in (near - 1, near, near + 1):
-        out |= ~np.take_along_axis(valid, np.clip(k, 0, n - 1)[None], axis=0)[0]
+        out |= ~pick(valid, np.clip(k, 0, n - 1))
     return out
 
 

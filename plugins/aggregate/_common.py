@@ -23,7 +23,14 @@ from pydantic import Field
 from dffcore.core.components import Aggregator, Context, Params
 from dffcore.core.data import AlignedStack, FocusVolume
 from dffcore.ops.convert import to_float32, to_grey
-from dffcore.ops.filters import gaussian, guided_filter, mean_edge, take_frames, wls_smoother
+from dffcore.ops.filters import (
+    gaussian,
+    guided_filter,
+    mean_edge,
+    pick,
+    take_frames,
+    wls_smoother,
+)
 from dffcore.ops.parallel import ordered_map
 from dffcore.ops.peaks import Scan, masked_slices, scan_slices
 
@@ -163,11 +170,14 @@ class SliceAggregator(Aggregator):
         for i in range(volume.n):
             valid = None if volume.valid is None else volume.valid[i]
             buf[i] = gaussian(volume.data[i], p.sigma, valid)
-            np.nan_to_num(buf[i], copy=False, nan=0.0)
+            if valid is not None:
+                np.nan_to_num(buf[i], copy=False, nan=0.0)
             total += buf[i]
         buf /= np.maximum(total, np.float32(1e-12))
-        # guide: selection at the argmax of the smoothed slices
-        guide = to_float32(take_frames(aligned.frames, buf.argmax(axis=0), aligned.valid))
+        # guide: selection at the argmax of the smoothed slices (a streaming argmax: numpy's
+        # argmax along the first axis of an (N,H,W) array is several times slower)
+        peak = scan_slices(buf, buf.shape, missing=False).index
+        guide = to_float32(take_frames(aligned.frames, peak, aligned.valid))
         smooth = wls_smoother(guide, p.wls_lambda, p.wls_sigma * mean_edge(guide))
         for k in range(0, volume.n, 4):
             chunk = smooth(np.ascontiguousarray(np.moveaxis(buf[k : k + 4], 0, -1)))
@@ -190,14 +200,16 @@ class SliceAggregator(Aggregator):
         Ties go to the first slice; missing (NaN) values never win.
         """
         slices = self.slices(volume, aligned, ctx.jobs, votes)
-        return scan_slices(slices, volume.data.shape, out, ctx.progress)
+        missing = volume.valid is not None  # slices are NaN only where a frame has no data
+        return scan_slices(slices, volume.data.shape, out, ctx.progress, missing=missing)
 
 
 def preliminary_guide(
     volume: FocusVolume, aligned: AlignedStack, colour: bool = False
 ) -> np.ndarray:
     """All-in-focus image (grey, or RGB in [0, 1]) by selection at the raw volume's argmax."""
-    index = scan_slices(masked_slices(volume, 0.0), volume.data.shape).index
+    missing = volume.valid is not None
+    index = scan_slices(masked_slices(volume, 0.0), volume.data.shape, missing=missing).index
     picked = take_frames(aligned.frames, index)
     return to_float32(picked) if colour else to_grey(picked)
 
@@ -215,7 +227,7 @@ def prominence(scan: Scan, n: int) -> np.ndarray:
 def _at(curves: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``curves[idx[y, x], y, x]`` with ``idx`` clipped to the stack."""
     idx = np.clip(idx, 0, curves.shape[0] - 1).astype(np.intp)
-    return np.take_along_axis(curves, idx[None], axis=0)[0]
+    return pick(curves, idx)
 
 
 def curve_confidence(kind: Confidence, curves: np.ndarray, scan: Scan) -> np.ndarray:

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from dffcore.core.components import Context
 from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
+from dffcore.ops.filters import pick
 from dffcore.ops.peaks import SubFrame, masked_slices, refine_index, scan_slices
 
 from ._common import (
@@ -46,7 +47,9 @@ class PeakAggregator(SliceAggregator):
         confidence = curve_confidence(p.confidence, curves, scan)
         if votes is not None:  # the local estimate: the same votes, pooled by local_sigma only
             local_votes = masked_slices(volume, p.local_sigma, votes)  # slice i read, then replaced
-            local = self.refine(votes, scan_slices(local_votes, votes.shape, out=votes))
+            missing = volume.valid is not None
+            local_scan = scan_slices(local_votes, votes.shape, out=votes, missing=missing)
+            local = self.refine(votes, local_scan)
             agree = np.abs(local - index) <= p.local_gate
             index = np.where(agree, 0.5 * (local + index), index).astype(np.float32)
         return DepthResult(index=index, confidence=confidence)
@@ -140,7 +143,7 @@ class SoftArgmax(PeakAggregator):
         for d in range(-window, window + 1) if windowed else range(n):
             if windowed:
                 j = k + d
-                y = np.take_along_axis(curves, np.clip(j, 0, n - 1)[None], axis=0)[0]
+                y = pick(curves, np.clip(j, 0, n - 1))
                 y = np.where((j >= 0) & (j < n), y, np.float32(np.nan))
             else:
                 y = curves[d]

@@ -7,6 +7,7 @@ import numpy as np
 from dffcore.core.components import Compositor, Context, Params
 from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
 from dffcore.ops.convert import like, to_float32
+from dffcore.ops.filters import pick
 
 
 class Blend(Compositor):
@@ -34,11 +35,11 @@ class Blend(Compositor):
     ) -> np.ndarray:
         frames = aligned.frames
         lo, hi, t = bracket(result.index, frames.shape[0], aligned.valid)
-        a = np.take_along_axis(frames, lo[None, :, :, None], axis=0)[0]
+        a = pick(frames, lo)
         ctx.progress(1, 1)
         if not t.any():
             return a  # whole slices (e.g. after argmax): nothing to blend
-        b = np.take_along_axis(frames, hi[None, :, :, None], axis=0)[0]
+        b = pick(frames, hi)
         return like(_mix(a, b, t), frames.dtype)
 
 
@@ -52,8 +53,8 @@ def blend_frames(
 ) -> np.ndarray:
     """The ``blend`` composite as float32 (H,W,C) (integers scaled to [0, 1])."""
     lo, hi, t = bracket(index, frames.shape[0], valid)
-    a = np.take_along_axis(frames, lo[None, :, :, None], axis=0)[0]
-    b = np.take_along_axis(frames, hi[None, :, :, None], axis=0)[0]
+    a = pick(frames, lo)
+    b = pick(frames, hi)
     return _mix(a, b, t)
 
 
@@ -85,8 +86,8 @@ def bracket(
     hi = np.where(t > 0, hi, lo)  # exact slices: both the same frame
     if valid is None:
         return lo, hi, t
-    ok_lo = np.take_along_axis(valid, lo[None], axis=0)[0]
-    ok_hi = np.take_along_axis(valid, hi[None], axis=0)[0]
+    ok_lo = pick(valid, lo)
+    ok_hi = pick(valid, hi)
     # one side without data: take the other alone
     only_lo = ok_lo & ~ok_hi
     only_hi = ok_hi & ~ok_lo
@@ -102,8 +103,8 @@ def bracket(
         dist = np.where(v, np.abs(k - dm), np.inf)
         best = np.argmin(dist, axis=0)  # ties go to the lower frame
         has = np.isfinite(dist[best, np.arange(best.size)])
-        pick = np.where(has, best, np.rint(dm).astype(np.intp))
-        lo[ys, xs] = pick
-        hi[ys, xs] = pick
+        nearest = np.where(has, best, np.rint(dm).astype(np.intp))
+        lo[ys, xs] = nearest
+        hi[ys, xs] = nearest
         t[ys, xs] = 0.0
     return lo, hi, t

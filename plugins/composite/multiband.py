@@ -15,6 +15,7 @@ from pydantic import Field
 from dffcore.core.components import Compositor, Context, Params
 from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
 from dffcore.ops.convert import like, to_float32
+from dffcore.ops.filters import pick
 from dffcore.ops.peaks import masked_slices, scan_slices
 
 from .blend import blend_frames
@@ -137,7 +138,8 @@ class Multiband(Compositor):
 def sharpest_frame(volume: FocusVolume, sigma: float) -> np.ndarray:
     """(H,W) float32: per pixel, the frame whose focus measure (Gaussian-smoothed) is
     highest among the frames with data there."""
-    scan = scan_slices(masked_slices(volume, sigma), volume.data.shape)
+    missing = volume.valid is not None
+    scan = scan_slices(masked_slices(volume, sigma), volume.data.shape, missing=missing)
     return scan.index.astype(np.float32)
 
 
@@ -236,7 +238,7 @@ def frame_weights(
             wk = depth_weight(d - k.astype(np.float32))
             wk[~inside] = 0
             if valid is not None:
-                ok = np.take_along_axis(valid, np.clip(k, 0, n - 1)[None], axis=0)[0]
+                ok = pick(valid, np.clip(k, 0, n - 1))
                 wk[~(ok if none_valid is None else ok | none_valid)] = 0
             total += wk
     else:
