@@ -1,12 +1,26 @@
-"""End-to-end seconds of the built-in pipelines on one stack, classic alongside for the ratio.
+"""End-to-end seconds of the built-in pipelines on one stack, classic and focus-stack alongside.
 
     python benchmarks/bench_pipelines.py [PIPELINE ...] [--stack DIR] [--repeat 5]
+    FOCUS_STACK=path/to/focus-stack python benchmarks/bench_pipelines.py --repeat 5
 
-Each run is what `dff run` does: read the frames, run every stage, write the outputs
-(to a temporary folder). Each pipeline is measured in its own Python process (after one
-warm-up run), as a user's `dff run` would be, so one pipeline's memory use does not
-slow the next. Prints the median over ``--repeat`` runs, the stages of the last run, and
-the ratio to the classic pipeline measured in the same invocation.
+1. In-process: each run is what `dff run` does: read the frames, run every stage, write
+   the outputs (to a temporary folder). Each pipeline is measured in its own Python
+   process (after one warm-up run), so one pipeline's memory use does not slow the next.
+   Prints the median over ``--repeat`` runs, the stages of the last run, and the ratio to
+   the classic pipeline measured in the same invocation.
+2. Whole processes against focus-stack, when ``FOCUS_STACK`` names its binary (built from
+   https://github.com/PetteriAimonen/focus-stack with its README, ``--no-opencl``):
+   ``dff run PIPELINE STACK -o TMP -q`` (the ``dff`` next to this Python) and
+   ``focus-stack --no-opencl --output=... --depthmap=... FRAME ...`` on the same frames,
+   alternated pair by pair (``--repeat`` pairs after a warm-up pair), each child measured
+   for wall seconds and peak RSS (``os.wait4``'s ``ru_maxrss``). One row per pipeline:
+   the medians of both and the ratios dffcore / focus-stack (below 1: dffcore is faster
+   or smaller). Then start-up: ``dff plugins`` against ``python -c "import numpy, cv2"``,
+   alternated the same way (issue 15 asks for at most 1.5x). Without ``FOCUS_STACK`` (or
+   when it is not an executable file) it prints why and skips part 2's focus-stack rows;
+   the start-up comparison runs either way.
+
+Figures are ratios to baselines run alongside, never timed assertions in tests.
 """
 
 from __future__ import annotations
@@ -19,6 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _anchor import alternate, dff_run, focus_stack, focus_stack_binary, row, startup
 
 import dffcore
 
@@ -85,6 +101,20 @@ def main() -> int:
     for name in names[1:]:
         ratio = results["classic"]["median"] / results[name]["median"]
         print(f"{name}: {ratio:.1f}x faster than classic")
+    print()
+    binary, reason = focus_stack_binary()
+    if binary is None:
+        print(reason)
+    else:
+        print(
+            f"whole processes, medians of {args.repeat} alternated pairs "
+            f"(dff run -q | {binary.name} --no-opencl), wall time and peak RSS:"
+        )
+        anchor = focus_stack(binary, stack_dir)
+        for name in names:
+            ours, theirs = alternate(dff_run(name, stack_dir), anchor, args.repeat)
+            print(row(name, ours, theirs))
+    startup(args.repeat)
     return 0
 
 
