@@ -50,7 +50,7 @@ OFFSET = 16
 #: fewer frames than this are not judged (evidence 1)
 MIN_FRAMES = 4
 #: pixels per frame the statistics are computed on (a regular grid over the image)
-SAMPLES = 40_000
+SAMPLES = 20_000
 
 
 @dataclass
@@ -103,8 +103,10 @@ class CurveSums:
             )
             if valid is not None:
                 both &= valid[:, :, cols].all(axis=0) & valid[:, :, shifted].all(axis=0)
-            left = grid[:, :, cols][:, both].astype(np.float64)
-            right = grid[:, :, shifted][:, both].astype(np.float64)
+            left = grid[:, :, cols].reshape(n, -1).astype(np.float64)
+            right = grid[:, :, shifted].reshape(n, -1).astype(np.float64)
+            if not both.all():
+                left, right = left[:, both.ravel()], right[:, both.ravel()]
             left -= left.mean(axis=0)
             right -= right.mean(axis=0)
             norms = np.sqrt(np.einsum("ij,ij->j", left, left) * np.einsum("ij,ij->j", right, right))
@@ -126,7 +128,7 @@ class CurveSums:
             mask &= valid[:, :, cols].reshape(n, -1).all(axis=0)
         if not mask.any():
             return None, np.zeros(0)
-        dev = flat[:, mask].astype(np.float64)  # (N, <= SAMPLES): small
+        dev = (flat if mask.all() else flat[:, mask]).astype(np.float64)  # (N, <= SAMPLES)
         mean = dev.mean(axis=0)
         dev -= mean
         return dev, mean
