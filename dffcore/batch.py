@@ -323,11 +323,11 @@ def run_batch(
         One row per stack, in the order given (see :func:`run_one`); ``status`` is
         ``done``, ``skipped`` or ``failed``.
     """
-    from dffcore.io.outputs import prepare_output_dir
+    from dffcore.io.outputs import check_output_dir
 
     _check_options(executor, jobs, workers, scheduler, retries, client)
     dask = _import_dask() if executor == "dask" else None
-    root = prepare_output_dir(out)
+    root = check_output_dir(out)
     tasks = plan(stacks, root)
     rows: list[dict[str, Any] | None] = [None] * len(tasks)
     done = 0

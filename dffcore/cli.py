@@ -313,13 +313,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from dffcore.core.spec import find_pipeline, load_spec
     from dffcore.eval.synth import render_stack, write_stack
-    from dffcore.io.outputs import prepare_output_dir, write_outputs
+    from dffcore.io.outputs import check_output_dir, write_outputs
     from dffcore.io.stack import read_stack
     from dffcore.run.engine import run_pipeline
 
     pipeline = find_pipeline(args.pipeline)
     spec = load_spec(pipeline)
-    out = prepare_output_dir(args.out)
+    out = check_output_dir(args.out)
     quiet = args.quiet
     if not quiet:
         print(f"rendering the synthetic '{args.scene}' scene ({args.frames} frames)...")

@@ -90,7 +90,7 @@ def compare(
         ``stages``, ``frames``, ``shape``, ``crop``, ``metrics``
         (:func:`dffcore.eval.scoring.score`).
     """
-    from dffcore.io.outputs import prepare_output_dir
+    from dffcore.io.outputs import check_output_dir
 
     if not pipelines or not stacks:
         raise DffError("compare needs at least one pipeline and one stack")
@@ -107,7 +107,7 @@ def compare(
             raise DffError(
                 f"{out}: the report folder is inside the dataset {data}; choose a folder outside it"
             )
-    root = prepare_output_dir(out)
+    root = check_output_dir(out)
     cache = root / "cache"
     cache.mkdir(exist_ok=True)
     total, done = len(pipelines) * len(stacks), 0

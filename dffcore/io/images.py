@@ -152,6 +152,39 @@ def _captured_stderr() -> Iterator[list[str]]:
             out.append(tmp.read().decode("utf-8", "replace"))
 
 
+def check_frame_sizes(paths: Sequence[Path], limit: int | None = None) -> None:
+    """Refuse, from the headers alone, frames above the pixel limit or of another size.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        The frames; the first one's size is the stack's.
+    limit : int, optional
+        Largest frame in pixels (default :func:`max_pixels`: 300
+        megapixels, or the ``DFF_MAX_PIXELS`` environment variable).
+
+    Raises
+    ------
+    DffError
+        Naming the first frame that is too large or whose size differs from the first
+        frame's (both sizes given). Frames whose header cannot be parsed are left to the
+        decoder, whose result is checked again.
+    """
+    limit = max_pixels() if limit is None else limit
+    first: tuple[int, int] | None = None
+    for path in paths:
+        size = image_size(path, limit)
+        if size is None:
+            continue
+        if first is None:
+            first, first_path = size, path
+        elif size != first:
+            raise DffError(
+                f"{path}: is {size[0]}x{size[1]} but {first_path.name} is "
+                f"{first[0]}x{first[1]}; all frames must have the same size"
+            )
+
+
 def _decode(path: Path, limit: int) -> np.ndarray:
     """Decode one file (no capture): RGB or grey (H,W,C); DffError if unreadable."""
     try:
@@ -213,8 +246,7 @@ def read_images(
     paths = [Path(p) for p in paths]
     allow = allow_corrupt_default() if allow_corrupt is None else allow_corrupt
     limit = max_pixels() if limit is None else limit
-    for p in paths:  # headers only: refuse a bomb before anything is decoded
-        image_size(p, limit)
+    check_frame_sizes(paths, limit)  # headers only: a bomb is refused before decoding
     jobs = max(1, jobs)
     pool = ThreadPoolExecutor(jobs) if jobs > 1 and len(paths) > 1 else None
     try:

@@ -196,18 +196,6 @@ def foreign_files(out: Path) -> list[str]:
     return foreign
 
 
-def prepare_output_dir(path: str | Path) -> Path:
-    """Create the output folder (and parents); a one-line error if that is impossible."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise DffError(f"{path}: the output folder is an existing file; name a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DffError(f"{path}: cannot create the output folder: {exc.strerror or exc}") from None
-    return path
-
-
 def depth_png(index: np.ndarray, n: int) -> np.ndarray:
     """16-bit depth image: value = index × 65535 / (N − 1)."""
     scale = 65535.0 / max(n - 1, 1)

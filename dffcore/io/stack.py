@@ -20,7 +20,7 @@ import numpy as np
 from dffcore.core.data import FocalStack, FocusUnit
 from dffcore.core.errors import DffError
 from dffcore.io.exif import exif_focus_distance
-from dffcore.io.images import IMAGE_EXTENSIONS, image_size, max_pixels, read_image, read_images
+from dffcore.io.images import IMAGE_EXTENSIONS, check_frame_sizes, read_image, read_images
 
 logger = logging.getLogger(__name__)
 
@@ -233,39 +233,6 @@ class LazyFrames:
         return out
 
 
-def check_frame_sizes(paths: Sequence[Path], limit: int | None = None) -> None:
-    """Refuse, from the headers alone, frames above the pixel limit or of another size.
-
-    Parameters
-    ----------
-    paths : sequence of Path
-        The frames; the first one's size is the stack's.
-    limit : int, optional
-        Largest frame in pixels (default :func:`dffcore.io.images.max_pixels`: 300
-        megapixels, or the ``DFF_MAX_PIXELS`` environment variable).
-
-    Raises
-    ------
-    DffError
-        Naming the first frame that is too large or whose size differs from the first
-        frame's (both sizes given). Frames whose header cannot be parsed are left to the
-        decoder, whose result is checked again.
-    """
-    limit = max_pixels() if limit is None else limit
-    first: tuple[int, int] | None = None
-    for path in paths:
-        size = image_size(path, limit)
-        if size is None:
-            continue
-        if first is None:
-            first, first_path = size, path
-        elif size != first:
-            raise DffError(
-                f"{path}: is {size[0]}x{size[1]} but {first_path.name} is "
-                f"{first[0]}x{first[1]}; all frames must have the same size"
-            )
-
-
 def _check_like(
     path: Path, img: np.ndarray, first_path: Path, shape: tuple[int, ...], dtype: np.dtype
 ) -> None:
@@ -320,7 +287,6 @@ def read_stack(
         first = np.empty(frames.shape[1:], frames.dtype)  # shape and dtype only
         decoded: Iterable[tuple[Path, np.ndarray]] = []
     else:
-        check_frame_sizes(paths)  # headers only: a bomb is refused before decoding
         images = read_images(paths, jobs=threads, allow_corrupt=allow_corrupt)
         first = next(images)
         frames = np.empty((len(paths), *first.shape), first.dtype)
