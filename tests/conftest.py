@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,12 @@ def pytest_configure(config: pytest.Config) -> None:
     """Test one consistent copy: this checkout, installed editable (``pip install -e``).
 
     Otherwise ``dffcore`` could come from the checkout and ``dffcore_plugins`` (or the
-    ``dff`` command) from an older copy in site-packages.
+    ``dff`` command) from an older copy in site-packages. The plugin index cache of the
+    whole session (its subprocesses too) goes to a temporary folder, never ~/.cache.
     """
+    cache = tempfile.mkdtemp(prefix="dffcore-test-cache-")
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    os.environ["DFFCORE_CACHE_DIR"] = cache
     import dffcore_plugins
 
     import dffcore

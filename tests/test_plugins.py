@@ -193,7 +193,10 @@ def test_listing_does_not_import_heavy_modules() -> None:
         "import sys, dffcore.core.registry as r; r.default_registry();"
         "print(sorted(m for m in ('torch','gco','maxflow','torchvision') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "DFFCORE_NO_CACHE": "1"}  # a full load: every plugin imported
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert out.stdout.strip() == "[]"
 
 

@@ -41,17 +41,25 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from dffcore.core.data import AlignedStack, DepthResult, FocalStack, FocusVolume
+from dffcore.core.kinds import KIND_TITLES, KINDS
+
+__all__ = [
+    "BASES",
+    "KINDS",
+    "KIND_TITLES",
+    "Aggregator",
+    "Aligner",
+    "Component",
+    "Compositor",
+    "Context",
+    "FocusMeasure",
+    "Params",
+    "Reference",
+    "Regularizer",
+    "resolve_reference",
+]
 
 logger = logging.getLogger(__name__)
-
-KINDS: tuple[str, ...] = ("align", "focus", "aggregate", "regularize", "composite")
-KIND_TITLES = {
-    "align": "aligner",
-    "focus": "focus measure",
-    "aggregate": "aggregator",
-    "regularize": "regularizer",
-    "composite": "compositor",
-}
 
 
 class Params(BaseModel):

@@ -40,5 +40,9 @@ def dffcore_register(registry: Registrar) -> None:
     """Register components: call ``registry.add(ComponentClass)`` once per class.
 
     Importing the plugin module must stay cheap (no torch or other heavy imports at
-    module level): ``dff plugins`` imports every plugin to list it.
+    module level): the first command after an install imports every plugin to index it
+    (:mod:`dffcore.core.plugin_cache`), and later commands import a component's module
+    from that index. So register classes defined at module level, and let what you
+    register depend only on the installed packages and files (not on environment
+    variables or hardware: check those when the component runs).
     """

@@ -6,29 +6,35 @@ pluggy's ``load_setuptools_entrypoints``) so that a plugin that fails to import 
 reported by name while the others still load, and so that two plugins sharing an
 entry-point name are both seen. Set ``DFFCORE_DISABLE_PLUGIN_AUTOLOAD=1`` to load
 only dffcore's own components.
+
+:func:`default_registry` starts from the component index cache
+(:mod:`dffcore.core.plugin_cache`) when it is valid: then no entry point is read and a
+component's module is imported only when :meth:`Registry.get` asks for it.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
-from importlib import metadata
+from importlib import metadata  # pydantic imports it too (its plugins): no extra cost
 from typing import Any
 
 import pluggy
 
-from dffcore.core import hookspec
+from dffcore.core import hookspec, plugin_cache
 from dffcore.core.components import BASES, KIND_TITLES, KINDS, Component
 from dffcore.core.errors import DffError, did_you_mean
+from dffcore.core.plugin_cache import AUTOLOAD_ENV
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "dffcore"
 OWN_DISTRIBUTION = "dffcore"
-AUTOLOAD_ENV = "DFFCORE_DISABLE_PLUGIN_AUTOLOAD"
 
 
 @dataclass(frozen=True)
@@ -81,16 +87,32 @@ class PluginRegistrar:
 
 @dataclass
 class Registry:
-    """All known components by kind and name, plus the plugins that failed."""
+    """All known components by kind and name, plus the plugins that failed.
+
+    A registry made from the index cache (:meth:`from_index`) knows every name and
+    source but imports a component's class on :meth:`get` only: use :meth:`names`,
+    :meth:`get` and :meth:`describe`; ``entries`` holds the classes imported so far.
+    """
 
     entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
     duplicates: dict[tuple[str, str], list[Source]] = field(default_factory=dict)
     errors: list[PluginError] = field(default_factory=list)
     plugins: list[Source] = field(default_factory=list)
+    #: (kind, name) -> the cached index entry, while the registry is not fully loaded
+    _index: dict[tuple[str, str], dict[str, Any]] | None = field(
+        default=None, init=False, repr=False
+    )
+    _pm: pluggy.PluginManager | None = field(default=None, init=False, repr=False)
+    #: the entry-point modules loaded (their files key the index cache)
+    _ep_modules: list[types.ModuleType] = field(default_factory=list, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.pm = pluggy.PluginManager(hookspec.PROJECT)
-        self.pm.add_hookspecs(hookspec)
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The pluggy plugin manager (made on first use)."""
+        if self._pm is None:
+            self._pm = pluggy.PluginManager(hookspec.PROJECT)
+            self._pm.add_hookspecs(hookspec)
+        return self._pm
 
     # -- loading -------------------------------------------------------------
     def load_entry_points(self, *, third_party: bool | None = None) -> None:
@@ -111,6 +133,8 @@ class Registry:
             except BaseException as exc:  # a broken plugin (sys.exit too) must not stop others
                 self._error(source, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
                 continue
+            if isinstance(module, types.ModuleType):
+                self._ep_modules.append(module)
             self.register(module, source)
 
     def register(self, plugin: Any, source: Source | str) -> None:
@@ -164,12 +188,121 @@ class Registry:
             return
         self.entries[kind][name] = Entry(cls, source)
 
+    # -- the index cache -----------------------------------------------------
+    @classmethod
+    def from_index(cls, data: dict[str, Any]) -> Registry:
+        """A registry that knows the components of a valid index (:func:`plugin_cache.read`)
+        and imports each one's module when it is first asked for."""
+        reg = cls()
+        reg.plugins = [Source(*p) for p in data["plugins"]]
+        reg._index = {(c["describe"]["kind"], c["describe"]["name"]): c for c in data["components"]}
+        return reg
+
+    def load_all(self) -> None:
+        """Load every plugin now (for a registry made from the index; else a no-op)."""
+        if self._index is None:
+            return
+        logger.debug("loading every plugin (the index cache does not answer)")
+        self.entries = {k: {} for k in KINDS}
+        self.duplicates, self.errors, self.plugins = {}, [], []
+        self._index, self._pm, self._ep_modules = None, None, []
+        self.load_entry_points()
+        self.write_index()
+
+    def _import_indexed(self, item: dict[str, Any]) -> Entry | None:
+        """Import the class an index entry names; None if it is not that component."""
+        d = item["describe"]
+        kind, name = d["kind"], d["name"]
+        try:
+            module = importlib.import_module(d["module"])
+            if getattr(module, "__file__", None) != item["file"]:
+                logger.debug("index: %s is not %s", d["module"], item["file"])
+                return None
+            obj: Any = module
+            for part in item["qualname"].split("."):
+                obj = getattr(obj, part)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # the full load reports a broken plugin properly
+            logger.debug("index: cannot import %s.%s: %s", d["module"], item["qualname"], exc)
+            return None
+        if not (
+            isinstance(obj, type)
+            and issubclass(obj, BASES[kind])
+            and getattr(obj, "kind", None) == kind
+            and getattr(obj, "name", None) == name
+        ):
+            logger.debug("index: %s.%s is not %s '%s'", d["module"], item["qualname"], kind, name)
+            return None
+        entry = Entry(obj, Source(d["plugin"], d["distribution"], d["version"]))
+        self.entries[kind][name] = entry
+        return entry
+
+    def index_payload(
+        self, *, strict: bool = True
+    ) -> tuple[list[list[str]], list[dict[str, Any]], list[str]]:
+        """What :func:`plugin_cache.write` stores: plugins, components and the module
+        files they depend on. A class that cannot be found again by module and
+        qualified name (one defined inside a function) raises ``ValueError`` if
+        ``strict``, else gets an empty ``qualname``."""
+        components = []
+        tops = {m.__name__.split(".")[0] for m in self._ep_modules}
+        for item in self.describe():
+            cls = self.entries[item["kind"]][item["name"]].cls
+            module = sys.modules.get(cls.__module__)
+            obj: Any = module
+            for part in cls.__qualname__.split("."):
+                obj = getattr(obj, part, None)
+            path = getattr(module, "__file__", None)
+            qualname = cls.__qualname__
+            if obj is not cls or not isinstance(path, str):
+                if strict:
+                    raise ValueError(f"{cls.__module__}.{qualname} cannot be imported again")
+                qualname, path = "", ""
+            tops.add(cls.__module__.split(".")[0])
+            components.append(
+                {
+                    "describe": plugin_cache.json_ready(item),
+                    "text": plugin_cache.render_component(item),
+                    "qualname": qualname,
+                    "file": path,
+                }
+            )
+        # every module of the plugins' packages (a new component can be listed in a
+        # package's __init__), and the core modules that shape a description
+        files = [
+            m.__file__
+            for name, m in list(sys.modules.items())
+            if name.split(".")[0] in tops and isinstance(getattr(m, "__file__", None), str)
+        ]
+        core = (sys.modules[__name__], sys.modules[Component.__module__], plugin_cache)
+        files += [m.__file__ for m in core if m.__file__]
+        plugins = [[s.plugin, s.distribution, s.version] for s in self.plugins]
+        return plugins, components, files
+
+    def write_index(self) -> None:
+        """Write the index cache after a clean full load (no plugin error or clash)."""
+        if self._index is not None or self.errors or self.duplicates:
+            return
+        try:
+            payload = self.index_payload()
+        except Exception as exc:
+            logger.debug("plugin cache not written: %s", exc)
+            return
+        plugin_cache.write(*payload)
+
     # -- lookup --------------------------------------------------------------
     def names(self, kind: str) -> list[str]:
+        if self._index is not None:
+            return sorted(n for k, n in self._index if k == kind)
         return sorted(self.entries[kind])
 
     def get(self, kind: str, name: str) -> Entry:
         """The entry for ``name``; a :class:`DffError` that lists the choices otherwise."""
+        if self._index is not None and name not in self.entries[kind]:
+            item = self._index.get((kind, name))
+            if item is not None and self._import_indexed(item) is None:
+                self.load_all()
         title = KIND_TITLES[kind]
         dup = self.duplicates.get((kind, name))
         if dup:
@@ -189,6 +322,7 @@ class Registry:
 
     def describe(self, kind: str | None = None) -> list[dict[str, Any]]:
         """JSON-ready description of every component (of one kind)."""
+        self.load_all()
         out = []
         for k in KINDS if kind is None else (kind,):
             for name in self.names(k):
@@ -243,9 +377,14 @@ def default_registry() -> Registry:
     """The process-wide registry, loaded from entry points on first use."""
     global _default
     if _default is None:
-        reg = Registry()
-        reg.load_entry_points()
-        if not reg.entries["focus"]:
+        data = plugin_cache.read()
+        if data is not None:
+            reg = Registry.from_index(data)
+        else:
+            reg = Registry()
+            reg.load_entry_points()
+            reg.write_index()
+        if not reg.names("focus"):
             raise DffError(
                 "no components found: dffcore's built-in plugins are not installed "
                 "(reinstall with `pip install dffcore`)"
