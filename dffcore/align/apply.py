@@ -77,20 +77,24 @@ def box_to_crop(box: Box, shape: tuple[int, int]) -> tuple[int, int, int, int] |
 
 
 def warp_frame(
-    alignment: Alignment, k: int, frame: np.ndarray, box: Box
+    alignment: Alignment, k: int, frame: np.ndarray, box: Box, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Frame ``k`` on the reference grid's ``box``: warped with the alignment's
-    interpolation, exposure-corrected when its gain is known, and the pixels that have
-    data (None: all of them)."""
+    interpolation (into ``out`` when given, see :func:`~dffcore.ops.warp.warp`),
+    exposure-corrected when its gain is known, and the pixels that have data (None: all
+    of them)."""
     y0, y1, x0, x1 = box
     shape = (y1 - y0, x1 - x0)
     t = shift_transform(alignment.transforms[k], x0, y0, shape)
-    out = warp(frame, t, shape, alignment.interpolation)
     gain = None if alignment.exposure is None else alignment.exposure[k]
+    warped = warp(frame, t, shape, alignment.interpolation, out=out if gain is None else None)
     if gain is not None:
-        out = correct_exposure(out, *gain)
+        warped = correct_exposure(warped, *gain)
+        if out is not None:
+            out[...] = warped.reshape(out.shape)
+            warped = out
     valid = None if alignment.transforms[k] is None else valid_mask(t, frame.shape[:2], shape)
-    return out, valid
+    return warped, valid
 
 
 def apply_alignment(
@@ -124,8 +128,7 @@ def apply_alignment(
         valid = np.ones(frames.shape[:3], bool)
 
         def one(i: int) -> None:
-            out, mask = warp_frame(alignment, i, stack.frames[i], box)
-            frames[i] = out.reshape(frames.shape[1:])
+            _, mask = warp_frame(alignment, i, stack.frames[i], box, out=frames[i])
             if mask is not None:
                 valid[i] = mask
 
@@ -160,20 +163,23 @@ def rescale(alignment: Alignment, s: float, shape: tuple[int, int]) -> Alignment
 
 def largest_valid_rectangle(mask: np.ndarray) -> Box:
     """(y0, y1, x0, x1) of an axis-aligned rectangle inside ``mask`` (greedy shrink)."""
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
+    rows, cols = mask.any(axis=1), mask.any(axis=0)
+    if not rows.any():
         raise DffError("no pixel is valid in every frame: cannot crop")
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    y0, y1 = int(rows.argmax()), len(rows) - int(rows[::-1].argmax())
+    x0, x1 = int(cols.argmax()), len(cols) - int(cols[::-1].argmax())
     while True:
         sub = mask[y0:y1, x0:x1]
-        if sub.all():
-            return int(y0), int(y1), int(x0), int(x1)
         bad = {
-            "top": (~sub[0]).sum(),
-            "bottom": (~sub[-1]).sum(),
-            "left": (~sub[:, 0]).sum(),
-            "right": (~sub[:, -1]).sum(),
+            "top": sub.shape[1] - np.count_nonzero(sub[0]),
+            "bottom": sub.shape[1] - np.count_nonzero(sub[-1]),
+            "left": sub.shape[0] - np.count_nonzero(sub[:, 0]),
+            "right": sub.shape[0] - np.count_nonzero(sub[:, -1]),
         }
+        # a bad pixel on the border means the box is not all valid: check the inside only
+        # when the border is clean
+        if not any(bad.values()) and sub.all():
+            return int(y0), int(y1), int(x0), int(x1)
         side = max(
             bad, key=lambda k: bad[k] / (sub.shape[1] if k in ("top", "bottom") else sub.shape[0])
         )

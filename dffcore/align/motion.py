@@ -38,21 +38,26 @@ TEST_SMOOTH = 5
 Copies = tuple[list[np.ndarray], float]
 
 
+def test_scale(shape: tuple[int, ...]) -> float:
+    """Scale of the :func:`test_images` copies of frames of ``shape`` (H, W, ...)."""
+    return min(1.0, TEST_SIDE / max(shape[0], shape[1]))
+
+
+def test_image(grey: np.ndarray, scale: float) -> np.ndarray:
+    """The :func:`test_images` copy of one grey float32 frame (scaled by ``scale``)."""
+    h, w = grey.shape[:2]
+    if scale < 1:
+        size = (max(8, round(w * scale)), max(8, round(h * scale)))
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(grey, (TEST_SMOOTH, TEST_SMOOTH), 0)
+
+
 def test_images(frames: Sequence[np.ndarray], jobs: int = 1) -> Copies:
     """Grey, smoothed copies of ``frames`` with a long side of at most :data:`TEST_SIDE`,
     and their scale (``jobs`` threads)."""
-    h, w = frames[0].shape[:2]
-    s = min(1.0, TEST_SIDE / max(h, w))
-    size = (max(8, round(w * s)), max(8, round(h * s)))
-
-    def copy(f: np.ndarray) -> np.ndarray:
-        g = to_grey(f)
-        if s < 1:
-            g = cv2.resize(g, size, interpolation=cv2.INTER_AREA)
-        return cv2.GaussianBlur(g, (TEST_SMOOTH, TEST_SMOOTH), 0)
-
+    s = test_scale(frames[0].shape)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        return list(pool.map(copy, frames)), s
+        return list(pool.map(lambda f: test_image(to_grey(f), s), frames)), s
 
 
 def explained(

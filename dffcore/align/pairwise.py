@@ -140,15 +140,16 @@ class PairwiseAligner(Aligner):
         on_pair: Callable[[], None] | None = None,
         *,
         copies: Copies | None = None,
+        prepared: Any = None,
     ) -> Alignment:
         """Transforms from the reference to every frame (see the class docstring);
-        ``copies`` are the frames' :func:`~dffcore.align.motion.test_images` when the
-        caller has them already."""
+        ``copies`` are the frames' :func:`~dffcore.align.motion.test_images` and
+        ``prepared`` what :meth:`prepare` gives when the caller has them already."""
         p = self.params
         n, shape = stack.n, stack.shape
         ref = resolve_reference(p.reference, n)
         self.jobs = ctx.jobs
-        data = self.prepare(stack)
+        data = self.prepare(stack) if prepared is None else prepared
         found: dict[tuple[int, int], np.ndarray] = {}
 
         def estimate(a: int, b: int) -> tuple[Transform, dict[str, Any]]:
@@ -167,6 +168,7 @@ class PairwiseAligner(Aligner):
                 on_pair=on_pair,
                 map_pairs=lambda f, xs: list(pool.map(f, xs)),
             )
+        found = {ab: found[ab] for ab in sorted(found)}  # threads finish in any order
         if not found:
             reasons = [
                 f"frame {b} ({frame_name(stack, b)}) to frame {a}: {d['failure']}"

@@ -5,7 +5,8 @@ renamed over the final name, so a crash never leaves a half-written file.
 
 Reading is defensive (hostile input gets a one-line :class:`DffError` naming the file):
 
-* the pixel count is read from the header (Pillow parses only the header) and a frame
+* the pixel count is read from the header (:mod:`dffcore.io.headers` for JPEG and PNG,
+  Pillow's header parser for other formats) and a frame
   above :func:`max_pixels` (default :data:`DEFAULT_MAX_PIXELS`, 300 megapixels; the
   environment variable ``DFF_MAX_PIXELS`` overrides it) is refused before it is decoded,
   so a small file declaring a huge image (a decompression bomb) costs no memory;
@@ -28,6 +29,7 @@ import io
 import logging
 import math
 import os
+import struct
 import sys
 import tempfile
 import threading
@@ -41,6 +43,7 @@ import cv2
 import numpy as np
 
 from dffcore.core.errors import DffError
+from dffcore.io.headers import header_size
 
 logger = logging.getLogger(__name__)
 
@@ -93,17 +96,22 @@ def image_size(path: str | Path, limit: int | None = None) -> tuple[int, int] | 
     -------
     tuple of int, or None
         The size, with width and height swapped when the EXIF orientation rotates the
-        image by 90 degrees (as the decoder does); None when Pillow cannot parse the
-        header (the decoder then has the last word).
+        image by 90 degrees (as the decoder does); None when the header cannot be parsed
+        (JPEG and PNG by :func:`dffcore.io.headers.header_size`, other formats by
+        Pillow): the decoder then has the last word.
 
     Raises
     ------
     DffError
         When the image has more than ``limit`` pixels.
     """
-    from PIL import Image  # header parsing only; pixels are decoded by OpenCV
-
     limit = max_pixels() if limit is None else limit
+    parsed = header_size(path)  # JPEG and PNG: no image library needed
+    if parsed is not None:
+        w, h, orientation = parsed
+        return _limited(path, w, h, limit, orientation)
+    from PIL import Image  # other formats: header parsing only; OpenCV decodes
+
     try:
         with _PIL_LOCK, warnings.catch_warnings():  # Pillow warns of corrupt EXIF
             warnings.simplefilter("ignore")
@@ -123,6 +131,14 @@ def image_size(path: str | Path, limit: int | None = None) -> tuple[int, int] | 
                 Image.MAX_IMAGE_PIXELS = saved
     except Exception:  # not parseable by Pillow: left to the decoder
         return None
+    return _limited(path, w, h, limit, orientation)
+
+
+def _limited(
+    path: str | Path, w: int, h: int, limit: int, orientation: int | None
+) -> tuple[int, int]:
+    """``(width, height)`` as decoded (EXIF orientation applied), or a DffError above
+    ``limit`` pixels."""
     if w * h > limit:
         raise DffError(
             f"{path}: is {w}x{h} = {w * h / 1e6:.0f} megapixels, more than the limit of "
@@ -416,21 +432,24 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
 
 
 def write_png_text(path: str | Path, image: np.ndarray, text: dict[str, str]) -> None:
-    """Write a grey 8/16-bit PNG atomically with ``tEXt`` chunks ``{keyword: text}``."""
-    from PIL import Image, PngImagePlugin  # Pillow only when a PNG carries text
-
+    """Write a grey 8/16-bit PNG atomically with ``tEXt`` chunks ``{keyword: text}``
+    (Latin-1; ``iTXt`` for text that is not) right after ``IHDR``."""
     if image.dtype not in (np.uint8, np.uint16) or image.ndim != 2:
         raise DffError(f"a PNG with text chunks must be grey uint8/uint16, got {image.dtype}")
-    info = PngImagePlugin.PngInfo()
+    png = encode_image(image, ".png")  # OpenCV: zlib level 1, run-length matching
+    chunks = []
     for keyword, value in text.items():
-        info.add_text(keyword, value)
-    buf = io.BytesIO()
-    # zlib level 1 with run-length matching, as OpenCV writes PNGs: 5x faster than
-    # Pillow's default on 16-bit depth maps, and no larger
-    Image.fromarray(image).save(
-        buf, format="PNG", pnginfo=info, compress_level=1, compress_type=zlib.Z_RLE
-    )
-    atomic_write_bytes(path, buf.getvalue())
+        key = keyword.encode("latin-1")
+        if not 1 <= len(key) <= 79 or b"\x00" in key:
+            raise DffError(f"{keyword!r}: a PNG text keyword has 1-79 Latin-1 characters")
+        try:
+            kind, body = b"tEXt", key + b"\x00" + value.encode("latin-1")
+        except UnicodeEncodeError:
+            kind, body = b"iTXt", key + b"\x00\x00\x00\x00\x00" + value.encode("utf-8")
+        crc = zlib.crc32(kind + body)
+        chunks.append(struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc))
+    end = 8 + 12 + 13  # signature, then the IHDR chunk (13 bytes of data)
+    atomic_write_bytes(path, png[:end] + b"".join(chunks) + png[end:])
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:

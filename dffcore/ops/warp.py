@@ -84,32 +84,87 @@ INTERPOLATION = {
     "cubic": cv2.INTER_CUBIC,
     "lanczos": cv2.INTER_LANCZOS4,
 }
+#: taps of each interpolation before and after a sample's pixel (floor of its position)
+FOOTPRINT = {"linear": (0, 1), "cubic": (1, 2), "lanczos": (3, 4)}
+#: slack (px) for the positions OpenCV rounds to 1/32 px
+_SLACK = 1.0 / 16
+
+
+def inside(
+    t: Transform, frame_shape: tuple[int, int], shape: tuple[int, int], interpolation: str
+) -> bool:
+    """Whether every pixel of a grid of ``shape`` warped by ``t`` (a 3x3 transform or a
+    map) samples frame pixels only, footprint of ``interpolation`` included: then the
+    border mode cannot change the result.
+
+    A 3x3 transform maps the grid's rectangle to the convex quadrilateral of its corners
+    (when the corners' homogeneous weights are positive), so the corners decide.
+    """
+    fh, fw = frame_shape
+    before, after = FOOTPRINT[interpolation]
+    lo = before + _SLACK
+    hi_x, hi_y = fw - after - _SLACK, fh - after - _SLACK
+    if is_map(t):
+        x, y = t[..., 0], t[..., 1]
+        with np.errstate(invalid="ignore"):
+            return bool(x.min() >= lo and x.max() <= hi_x and y.min() >= lo and y.max() <= hi_y)
+    h, w = shape
+    corners = np.array([[0, w - 1, w - 1, 0], [0, 0, h - 1, h - 1], [1, 1, 1, 1]], np.float64)
+    q = (np.eye(3) if t is None else np.asarray(t, np.float64)) @ corners
+    if not (np.isfinite(q).all() and (q[2] > 0).all()):
+        return False
+    x, y = q[0] / q[2], q[1] / q[2]
+    return bool(x.min() >= lo and x.max() <= hi_x and y.min() >= lo and y.max() <= hi_y)
 
 
 def warp(
-    frame: np.ndarray, t: Transform, shape: tuple[int, int], interpolation: str = "cubic"
+    frame: np.ndarray,
+    t: Transform,
+    shape: tuple[int, int],
+    interpolation: str = "cubic",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Frame ``i`` resampled on the reference grid (mirrored outside the frame).
 
     Bicubic by default: bilinear resampling blurs by up to half a pixel, differently
     for each frame's sub-pixel phase, which a focus measure reads as defocus.
+
+    ``out`` (``shape`` and the frame's channels and dtype) receives the result when
+    given, written in place when it is C-contiguous. An affine transform is applied
+    with ``cv2.warpAffine`` (no per-pixel division); when no sample reaches beyond the
+    frame (:func:`inside`) the border is replicated instead of mirrored: the same
+    samples, 2-3x faster for 3-channel frames (OpenCV's mirrored border has no vector
+    path for them), rounded by another code path (1 grey level in about 1 of 10 000
+    values differs).
     """
     interp = INTERPOLATION[interpolation]
     h, w = shape
     if t is None and frame.shape[:2] == shape:
-        return frame
-    if not is_map(t):
-        out = cv2.warpPerspective(
-            frame,
-            np.eye(3) if t is None else t,
-            (w, h),
-            flags=interp | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REFLECT,
-        )
+        if out is None:
+            return frame
+        out[...] = frame.reshape(out.shape)
+        return out
+    dst = None
+    if out is not None and out.flags.c_contiguous:
+        dst = out.reshape(h, w) if frame.ndim == 2 or frame.shape[2] == 1 else out
+        frame = frame.reshape(frame.shape[:2]) if dst.ndim == 2 else frame
+    m = np.nan_to_num(t, nan=-1.0) if is_map(t) else t
+    safe = inside(m, frame.shape[:2], shape, interpolation)
+    border = cv2.BORDER_REPLICATE if safe else cv2.BORDER_REFLECT
+    if is_map(m):
+        res = cv2.remap(frame, m[..., 0], m[..., 1], interp, dst, border)
     else:
-        m = np.nan_to_num(t, nan=-1.0)
-        out = cv2.remap(frame, m[..., 0], m[..., 1], interp, borderMode=cv2.BORDER_REFLECT)
-    return out.reshape(h, w, *frame.shape[2:])
+        a = np.eye(3) if m is None else np.asarray(m, np.float64)
+        flags = interp | cv2.WARP_INVERSE_MAP
+        if a[2, 0] == 0 and a[2, 1] == 0 and a[2, 2] == 1:
+            res = cv2.warpAffine(frame, a[:2], (w, h), dst, flags, border)
+        else:
+            res = cv2.warpPerspective(frame, a, (w, h), dst, flags, border)
+    if out is not None:
+        if not np.shares_memory(res, out):  # OpenCV allocated anew (another layout)
+            out[...] = res.reshape(out.shape)
+        return out
+    return res.reshape(h, w, *frame.shape[2:])
 
 
 def valid_mask(t: Transform, frame_shape: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:

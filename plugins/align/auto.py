@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from dffcore.align.apply import apply_alignment
-from dffcore.align.motion import Copies, test_images
+from dffcore.align.motion import Copies
 from dffcore.align.pairwise import AlignParams, progress_ticks
 from dffcore.core.components import Aligner, Context
 from dffcore.core.data import AlignedStack, Alignment, FocalStack
@@ -105,9 +105,12 @@ class Auto(Aligner):
                 "occlusion_threshold",
             }
         )
-        stack = grey_stack(stack, ctx.jobs)  # converted once for every test below
-        copies = test_images(stack.frames, ctx.jobs)
-        glob = ECC(ECCParams(**common)).estimate(stack, ctx, on_pair, copies=copies)
+        ecc = ECC(ECCParams(**common))
+        ecc.jobs = ctx.jobs
+        # one grey conversion of each frame for the pyramids and the test copies
+        prepared, copies = ecc.prepare_with_copies(stack)
+        glob = ecc.estimate(stack, ctx, on_pair, copies=copies, prepared=prepared)
+        del prepared
         decision: dict[str, Any] = {"global": p.motion}
         if not glob.moves:
             decision["decision"] = "none"
@@ -261,14 +264,6 @@ def parallax(copies: Copies, glob: Alignment, jobs: int = 1) -> Parallax:
         return Parallax(0.0, 0.0, 0.0)
     med = np.nan_to_num(np.median(values, axis=0))
     return Parallax(float(med[0]), float(med[1]), float(med[2]))
-
-
-def grey_stack(stack: FocalStack, jobs: int = 1) -> FocalStack:
-    """The stack as float32 grey frames ``(N,H,W,1)`` (the aligners and the tests need no
-    colour), with the same file names."""
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        greys = np.stack(list(pool.map(to_grey, stack.frames)))[..., None]
-    return FocalStack(greys, stack.paths, stack.focus_distances, stack.focus_unit, stack.metadata)
 
 
 def _length(field: np.ndarray) -> np.ndarray:

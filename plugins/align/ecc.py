@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field
 
 from dffcore.align.ecc import ecc_pair, pyramid
+from dffcore.align.motion import Copies, test_image, test_scale
 from dffcore.align.pairwise import AlignParams, PairwiseAligner
 from dffcore.core.data import FocalStack
 from dffcore.ops.convert import to_grey
@@ -51,10 +52,28 @@ class ECC(PairwiseAligner):
     def path_model(self) -> str:
         return self.params.motion
 
-    def prepare(self, stack: FocalStack) -> list[list[np.ndarray]]:
-        """Each frame's grey pyramid, built once."""
-        depth = max(self.params.levels, self.params.finest_level + 1)
-        return self.per_frame(lambda f: pyramid(to_grey(f), depth), stack.frames)
+    def prepare(self, stack: FocalStack) -> list[list[np.ndarray | None]]:
+        """Each frame's grey pyramid, built once (:meth:`levels`)."""
+        return self.per_frame(lambda f: self.levels(to_grey(f)), stack.frames)
+
+    def levels(self, grey: np.ndarray) -> list[np.ndarray | None]:
+        """The pyramid of one grey frame, None for the levels finer than the finest one
+        ECC refines at (never used: the memory is freed at once)."""
+        p = pyramid(grey, max(self.params.levels, self.params.finest_level + 1))
+        keep = min(self.params.finest_level, len(p) - 1)
+        return [None] * keep + p[keep:]
+
+    def prepare_with_copies(self, stack: FocalStack) -> tuple[list[Any], Copies]:
+        """:meth:`prepare` and the frames' :func:`~dffcore.align.motion.test_images`,
+        from one grey conversion of each frame (``self.jobs`` threads)."""
+        s = test_scale(stack.shape)
+
+        def both(frame: np.ndarray) -> tuple[list[np.ndarray | None], np.ndarray]:
+            grey = to_grey(frame)
+            return self.levels(grey), test_image(grey, s)
+
+        done = self.per_frame(both, stack.frames)
+        return [d[0] for d in done], ([d[1] for d in done], s)
 
     def estimate_pair(self, data: Any, a: int, b: int) -> tuple[np.ndarray | None, dict[str, Any]]:
         p = self.params
