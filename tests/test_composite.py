@@ -325,3 +325,26 @@ def test_multiband_spread_keeps_a_frame_for_every_depth() -> None:
     assert np.all((out >= 100) & (out <= 150))  # frames 1 and 2, never black
     with pytest.raises(ValueError):  # pydantic: a narrower spread is refused
         _compositor("multiband", spread=0.15)
+
+
+def test_multiband_fills_holes_of_a_float_stack_without_writing_to_its_frames() -> None:
+    """Float32 frames are used as they are (no copy per frame), so the fallback that fills
+    a frame's hole must go to a scratch buffer: the stack stays as it was, and whatever
+    the hole holds, the composite is the same."""
+    s = _stack("default")
+    k = 6
+    valid = np.ones(s.frames.shape[:3], bool)
+    valid[k, 30:120, 40:160] = False
+    index = s.index.copy()
+    index[40:110, 50:150] = k
+    outs = []
+    for fill in (0.0, 1.0):
+        frames = s.frames.astype(np.float32) / 255
+        frames[k, 30:120, 40:160] = fill
+        before = frames.copy()
+        aligned = AlignedStack(frames=frames, reference=0, valid=valid)
+        volume = FocusVolume(np.ones(frames.shape[:3], np.float32), valid)
+        result = DepthResult(index=index, confidence=np.ones(SIZE, np.float32))
+        outs.append(_compositor("multiband")(result, volume, aligned, Context(jobs=2)))
+        np.testing.assert_array_equal(frames, before)
+    np.testing.assert_array_equal(outs[0], outs[1])

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from dffcore.core.data import FocusVolume
-from dffcore.ops.peaks import masked_slices, refine_index, scan_slices, subframe_offset
+from dffcore.ops.peaks import (
+    coarse_slices,
+    masked_slices,
+    refine_index,
+    scan_slices,
+    subframe_offset,
+    upsample,
+)
 
 
 def test_parabola_through_three_points() -> None:
@@ -71,3 +79,66 @@ def test_masked_slices_then_scan_ties_go_to_the_first_valid_slice() -> None:
     slices = list(masked_slices(volume, 0.0))
     assert np.isnan(slices[0][0, 0]) and slices[1][0, 0] == 7.0
     assert scan_slices(slices, data.shape).index.tolist() == [[1, 0]]
+
+
+def _smooth_field(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """(n, h, w) float32 curves varying smoothly in space (noise blurred by σ 4 px)."""
+    rng = np.random.default_rng(seed)
+    data = rng.random((n, h, w)).astype(np.float32)
+    return np.stack([cv2.GaussianBlur(d, (0, 0), 4) for d in data])
+
+
+@pytest.mark.parametrize("shape", [(61, 83), (64, 80)])
+def test_coarse_slices_approximate_the_full_resolution_masked_gaussian(shape) -> None:
+    """Half resolution then σ' = √(σ² − 1)/2 is close to σ at full resolution, with masks:
+    data outside a frame never leaks in (whatever it holds), coarse pixels mostly outside
+    are NaN."""
+    h, w = shape
+    data = _smooth_field(3, h, w)
+    valid = np.ones(data.shape, bool)
+    valid[1, :, : w // 3] = False
+    data[1, :, : w // 3] = 1e6  # would dominate any leak
+    volume = FocusVolume(data, valid)
+    coarse = list(coarse_slices(volume, 5.0, jobs=2))
+    assert all(c.shape == ((h + 1) // 2, (w + 1) // 2) for c in coarse)
+    fine = list(masked_slices(volume, 5.0))
+    for c, f in zip(coarse, fine, strict=True):
+        sub = f[::2, ::2]  # coarse pixel j sits on full-resolution pixel 2j
+        both = np.isfinite(c) & np.isfinite(sub)
+        assert both.mean() > 0.6
+        err = np.where(both, np.abs(c - sub), 0)
+        spread = np.nanstd(f)  # of the smoothed field (its values are about 0.5)
+        assert err[3:-3, 3:-3].max() < 0.05 * spread  # inside: within 5 % of the contrast
+        assert err.max() < 0.5 * spread  # the borders are mirrored half a pixel apart
+        assert err[both].mean() < 0.02 * spread
+    assert np.isnan(coarse[1][:, : w // 6 - 2]).all()
+    assert np.isfinite(coarse[1][:, w // 6 + 2 :]).all()
+    assert np.isfinite(coarse[0]).all() and np.isfinite(coarse[2]).all()
+
+
+def test_upsample_interpolates_ramps_and_keeps_jumps_sharp() -> None:
+    """A ramp comes back bilinearly (exact on its coarse samples' grid), a jump of several
+    slices keeps only the values of its two sides."""
+    h, w = 20, 30
+    ramp = (np.arange(15, dtype=np.float32) * 0.1)[None].repeat(10, 0)
+    up = upsample(ramp, (h, w))
+    np.testing.assert_allclose(up[:, 0:28], (np.arange(28) * 0.05)[None].repeat(h, 0), atol=1e-6)
+    step = np.where(np.arange(15) < 7, 2.0, 9.0).astype(np.float32)[None].repeat(10, 0)
+    up = upsample(step, (h, w))
+    assert set(np.unique(up).tolist()) == {2.0, 9.0}
+    # coarse pixel 6 (the last 2) sits on pixel 12, coarse 7 on 14; 13 lies between them
+    assert (up[:, :13] == 2).all() and (up[:, 14:] == 9).all()
+
+
+def test_threaded_masked_slices_match_and_may_be_overwritten_behind() -> None:
+    """With jobs > 1 the slices come in order and equal the single-thread ones, even when
+    the consumer overwrites each slice of the data once it has it (as the aggregator does)."""
+    data = _smooth_field(9, 40, 50, seed=2)
+    valid = np.ones(data.shape, bool)
+    valid[3, 10:20, 5:30] = False
+    expected = list(masked_slices(FocusVolume(data.copy(), valid), 2.0))
+    work = data.copy()
+    volume = FocusVolume(work, valid)
+    for i, s in enumerate(masked_slices(volume, 2.0, jobs=2)):
+        np.testing.assert_array_equal(s, expected[i])
+        work[i] = -1.0

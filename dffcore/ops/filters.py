@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -28,13 +31,17 @@ def gaussian(image: np.ndarray, sigma: float, valid: np.ndarray | None = None) -
     if valid is None or valid.all():
         return cv2.GaussianBlur(image, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
     v = valid.astype(np.float32)
-    num = cv2.GaussianBlur(
-        np.where(valid, image, 0).astype(np.float32), (k, k), sigma, borderType=cv2.BORDER_REFLECT
-    )
+    masked = np.where(valid, image, np.float32(0)).astype(np.float32, copy=False)
+    num = cv2.GaussianBlur(masked, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
     den = cv2.GaussianBlur(v, (k, k), sigma, borderType=cv2.BORDER_REFLECT)
-    out = num / np.maximum(den, 1e-6)
+    np.maximum(den, np.float32(1e-6), out=den)
+    out = np.divide(num, den, out=num)
     out[~valid] = np.nan
     return out
+
+
+#: pixels per block of :func:`pick`
+_PICK_BLOCK = 1 << 16
 
 
 def pick(volume: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -49,8 +56,20 @@ def pick(volume: np.ndarray, labels: np.ndarray) -> np.ndarray:
         extra = (None,) * (volume.ndim - 3)
         return np.take_along_axis(volume, labels[(None, ..., *extra)], axis=0)[0]
     flat = volume.reshape(n * h * w, *volume.shape[3:])
-    lin = labels.astype(np.intp) * (h * w) + np.arange(h * w, dtype=np.intp).reshape(h, w)
-    return np.take(flat, lin, axis=0)
+    out = np.empty((h, w, *volume.shape[3:]), volume.dtype)
+    # blocks of rows: the flat indices stay in cache instead of two (H,W) int64 arrays
+    rows = max(1, min(h, _PICK_BLOCK // max(w, 1)))
+    offsets = np.arange(rows * w, dtype=np.intp).reshape(rows, w)
+    lin = np.empty((rows, w), np.intp)
+    for top in range(0, h, rows):
+        m = min(rows, h - top)
+        part = lin[:m]
+        part[...] = labels[top : top + m]  # as astype(intp)
+        part *= h * w
+        part += offsets[:m]
+        part += top * w
+        np.take(flat, part, axis=0, out=out[top : top + m])
+    return out
 
 
 def nearest_valid(labels: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
@@ -68,13 +87,21 @@ def nearest_valid(labels: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
         return out
     ys, xs = np.nonzero(bad)
     cur = out[ys, xs]
-    covered = valid[:, ys, xs]  # (N, M)
-    frames = np.arange(n)[:, None]
-    dist = np.abs(frames - cur[None]) * 2 + (frames > cur[None])  # ties: the lower frame
-    dist = np.where(covered, dist, np.iinfo(np.intp).max)
-    best = dist.argmin(axis=0)
-    out[ys, xs] = np.where(covered.any(axis=0), best, cur)
-    return out
+    # search outwards, one step at a time, on the pixels still unresolved (most find a
+    # frame within a few steps): at step d the frame below, then the one above
+    todo = np.arange(ys.size)
+    for d in range(1, n):
+        if todo.size == 0:
+            break
+        c, y, x = cur[todo], ys[todo], xs[todo]
+        below, above = c - d, c + d
+        ok_below = (below >= 0) & valid[np.maximum(below, 0), y, x]
+        ok_above = (above < n) & valid[np.minimum(above, n - 1), y, x]
+        found = ok_below | ok_above
+        take = todo[found]
+        out[ys[take], xs[take]] = np.where(ok_below, below, above)[found]
+        todo = todo[~found]
+    return out  # a pixel no frame covers keeps its label
 
 
 def take_frames(
@@ -142,6 +169,17 @@ def mean_edge(image: np.ndarray) -> float:
     return max(float(dist.mean()), 1e-4)
 
 
+@contextlib.contextmanager
+def opencv_threads(count: int) -> Iterator[None]:
+    """OpenCV's own threads limited to ``count`` inside the block (restored after)."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
 def wls_smoother(guide: np.ndarray, lam: float, sigma: float, iterations: int = 3):
     """Return ``smooth(data, weight=None)``: edge-aware global smoothing steered by ``guide``.
 
@@ -153,8 +191,12 @@ def wls_smoother(guide: np.ndarray, lam: float, sigma: float, iterations: int = 
     times with λ divided by 4 each time. Smoothing crosses guide edges weaker than about
     ``sigma`` and stops at stronger ones; ``lam`` sets how far it reaches (≈ √λ px).
 
-    ``smooth(data)`` takes (H,W) or (H,W,K) float32 (K channels filtered together, 4 at
-    a time). With a ``weight`` (H,W) ≥ 0 (e.g. confidence) it returns
+    ``smooth(data)`` takes (H,W) or (H,W,K) float32 (K channels filtered one by one);
+    it may be called from several threads at once (each gets its own OpenCV filter).
+    OpenCV's result depends (in the last bit) on how many threads it splits one call
+    over: for results that do not depend on timing or on the number of cores, call it
+    from several threads inside :func:`opencv_threads` ``(1)``.
+    With a ``weight`` (H,W) ≥ 0 (e.g. confidence) it returns
     ``S(weight·data) / S(weight)``: the paper's interpolation of sparse or unreliable data,
     where pixels of weight 0 take their value from weighted neighbours along the guide.
     The guide's edges are computed once for any number of calls. O(H·W·K).
@@ -164,16 +206,25 @@ def wls_smoother(guide: np.ndarray, lam: float, sigma: float, iterations: int = 
     """
     g = np.clip(np.rint(guide.astype(np.float32) * 255), 0, 255).astype(np.uint8)
     create = _ximgproc().createFastGlobalSmootherFilter
-    fgs = create(g, float(lam), float(sigma) * 255, 0.25, iterations)
+    args = (g, float(lam), float(sigma) * 255, 0.25, iterations)
+    # OpenCV's filter object keeps scratch buffers: one per thread (creating one costs
+    # about a channel's filtering)
+    own = threading.local()
+
+    def filter_one(channel: np.ndarray) -> np.ndarray:
+        fgs = getattr(own, "fgs", None)
+        if fgs is None:
+            fgs = own.fgs = create(*args)
+        return fgs.filter(np.ascontiguousarray(channel, np.float32))
 
     def run(data: np.ndarray) -> np.ndarray:
         if data.ndim == 2:
-            return fgs.filter(np.ascontiguousarray(data, np.float32))
+            return filter_one(data)
+        # channel by channel: the same result as filtering them together, without the
+        # interleaved copies (and no slower per channel)
         out = np.empty(data.shape, np.float32)
-        for k in range(0, data.shape[2], 4):
-            chunk = np.ascontiguousarray(data[:, :, k : k + 4], np.float32)
-            res = fgs.filter(chunk[:, :, 0] if chunk.shape[2] == 1 else chunk)
-            out[:, :, k : k + 4] = res.reshape(chunk.shape)
+        for k in range(data.shape[2]):
+            out[:, :, k] = filter_one(data[:, :, k])
         return out
 
     def smooth(data: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:

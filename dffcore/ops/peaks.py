@@ -8,14 +8,17 @@ sub-frame estimator of shape from focus (Nayar & Nakagawa 1994; Subbarao & Choi 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from dffcore.core.data import FocusVolume
 from dffcore.ops.filters import gaussian, pick
+from dffcore.ops.parallel import ordered_map
 
 SubFrame = Literal["none", "parabolic", "gaussian"]
 
@@ -90,18 +93,31 @@ def scan_slices(
     count = np.zeros((h, w), np.float32)
     better = np.empty((h, w), bool)
     step = np.empty((h, w), np.int32)
+    ok = np.empty((h, w), bool)
+    # OpenCV's masked copy and add take the bool masks as 0/1 bytes: about twice as fast
+    # as numpy's where= (the same float32 arithmetic, so the same sums)
+    better8, ok8 = better.view(np.uint8), ok.view(np.uint8)
     for i, s in enumerate(slices):
         if out is not None:
             out[i] = s
+        fast = s.dtype == np.float32 and s.flags.c_contiguous and s.shape == (h, w)
         np.greater(s, best, out=better)  # NaN is never greater
         np.fmax(best, s, out=best)  # fmax ignores NaN
-        np.subtract(np.int32(i), index, out=step)  # index += better * (i - index): 4x
-        step *= better  # faster than np.copyto(index, i, where=better)
-        index += step
+        if fast:
+            step.fill(i)
+            cv2.copyTo(step, better8, index)  # index = i where better
+        else:
+            np.subtract(np.int32(i), index, out=step)  # index += better * (i - index)
+            step *= better
+            index += step
         if missing:
-            ok = np.isfinite(s)
-            total += np.where(ok, s, 0)
-            count += ok
+            np.isfinite(s, out=ok)
+            if fast:
+                cv2.add(total, s, dst=total, mask=ok8)
+                cv2.add(count, 1.0, dst=count, mask=ok8)
+            else:
+                np.add(total, s, out=total, where=ok)
+                count += ok
         else:
             total += s
         if progress is not None:
@@ -112,12 +128,92 @@ def scan_slices(
 
 
 def masked_slices(
-    volume: FocusVolume, sigma: float, data: np.ndarray | None = None
+    volume: FocusVolume, sigma: float, data: np.ndarray | None = None, jobs: int = 1
 ) -> Iterator[np.ndarray]:
     """Each slice of ``data`` (default: the volume's) Gaussian-smoothed with the frames'
-    masks (σ 0: as is), NaN where its frame has no data."""
+    masks (σ 0: as is), NaN where its frame has no data; ``jobs`` threads smooth the
+    slices (in order, two per thread ahead of the consumer, which may then overwrite
+    the slices of ``data`` already yielded)."""
     data = volume.data if data is None else data
-    for i in range(data.shape[0]):
+
+    def smooth(i: int) -> np.ndarray:
         valid = None if volume.valid is None else volume.valid[i]
         s = gaussian(data[i], sigma, valid)
-        yield s if valid is None else np.where(valid, s, np.float32(np.nan))
+        if valid is None or sigma > 0:
+            return s  # a masked Gaussian is NaN outside its frame already
+        return np.where(valid, s, np.float32(np.nan))
+
+    if jobs <= 1 or sigma <= 0:
+        yield from map(smooth, range(data.shape[0]))
+    else:
+        yield from ordered_map(smooth, range(data.shape[0]), jobs, ahead=2 * jobs)
+
+
+def half_size(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(rows, columns) of an image of ``shape`` (…, H, W) one pyramid level down."""
+    h, w = shape[-2:]
+    return (h + 1) // 2, (w + 1) // 2
+
+
+def coarse_slices(
+    volume: FocusVolume, sigma: float, data: np.ndarray | None = None, jobs: int = 1
+) -> Iterator[np.ndarray]:
+    """Each slice of ``data`` (default: the volume's) Gaussian-smoothed by ``sigma`` (px of
+    the full image) with the frames' masks, at half resolution (:func:`half_size`).
+
+    A pyramid step (``cv2.pyrDown``: a 5-tap binomial of σ 1 px, then every other pixel)
+    followed by a Gaussian of σ' = √(σ² − 1)/2 at half resolution is a Gaussian of about
+    σ at full resolution, at a quarter of the cost or less (the kernel is half as long on a
+    quarter of the pixels). Masked as in :func:`dffcore.ops.filters.gaussian` (normalised
+    convolution); a coarse pixel is NaN where less than half of its footprint had data.
+    ``jobs`` threads smooth the slices, in order (two per thread ahead of the consumer).
+    """
+    data = volume.data if data is None else data
+    hs, ws = half_size(data.shape)
+    fine = math.sqrt(max(sigma * sigma - 1.0, 0.0)) / 2
+
+    def down(image: np.ndarray) -> np.ndarray:
+        small = cv2.pyrDown(image, dstsize=(ws, hs), borderType=cv2.BORDER_REFLECT)
+        return gaussian(small, fine) if fine > 0 else small
+
+    def smooth(i: int) -> np.ndarray:
+        image = np.ascontiguousarray(data[i], np.float32)
+        valid = None if volume.valid is None else volume.valid[i]
+        if valid is None or valid.all():
+            return down(image)
+        share = cv2.pyrDown(
+            valid.astype(np.float32), dstsize=(ws, hs), borderType=cv2.BORDER_REFLECT
+        )
+        num = down(np.where(valid, image, np.float32(0)))
+        den = gaussian(share, fine) if fine > 0 else share.copy()
+        np.maximum(den, np.float32(1e-6), out=den)
+        out = np.divide(num, den, out=num)
+        out[share < 0.5] = np.nan
+        return out
+
+    if jobs <= 1:
+        yield from map(smooth, range(data.shape[0]))
+    else:
+        yield from ordered_map(smooth, range(data.shape[0]), jobs, ahead=2 * jobs)
+
+
+#: :func:`upsample` interpolates where the nearest coarse value differs from the bilinear
+#: one by less than this (in the image's units: slices for a depth index)
+JUMP = 0.5
+
+
+def upsample(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A (H/2, W/2) float32 image on the grid of :func:`coarse_slices` (its pixel j at
+    full-resolution pixel 2j) back at ``shape`` (H, W).
+
+    Bilinear where that stays within :data:`JUMP` of the nearest coarse value, the
+    nearest value elsewhere: a jump (e.g. of a depth index between two surfaces) is kept
+    sharp instead of being blended into values between its sides.
+    """
+    h, w = shape
+    half = np.array([[0.5, 0, 0], [0, 0.5, 0]], np.float64)  # pixel x of the image: x/2
+    flags = cv2.WARP_INVERSE_MAP
+    border = cv2.BORDER_REPLICATE
+    lin = cv2.warpAffine(image, half, (w, h), flags=flags | cv2.INTER_LINEAR, borderMode=border)
+    near = cv2.warpAffine(image, half, (w, h), flags=flags | cv2.INTER_NEAREST, borderMode=border)
+    return np.where(np.abs(lin - near) < JUMP, lin, near)

@@ -27,6 +27,7 @@ from dffcore.ops.filters import (
     gaussian,
     guided_filter,
     mean_edge,
+    opencv_threads,
     pick,
     take_frames,
     wls_smoother,
@@ -101,7 +102,9 @@ class CurveParams(Params):
         5.0,
         gt=0,
         le=200,
-        description="Gaussian σ (px) pooling the local estimate's curves (at most 200 px)",
+        description="Gaussian σ (px) pooling the local estimate's curves (at most 200 px); "
+        "from 2 px on at half resolution (a pyramid step, then σ' = √(σ² − 1)/2), the local "
+        "index brought back bilinearly except across jumps of half a slice or more",
     )
     confidence: Confidence = Field(
         "prominence",
@@ -135,7 +138,7 @@ class SliceAggregator(Aggregator):
         ``wls_lambda``, an (N,H,W) ``votes`` buffer keeps the normalised curves.
         """
         if getattr(self.params, "wls_lambda", 0):
-            yield from self._edge_aware(volume, aligned, votes)
+            yield from self._edge_aware(volume, aligned, votes, jobs)
             return
         radius = getattr(self.params, "guided_radius", 0)
         guide = preliminary_guide(volume, aligned) if radius else None
@@ -153,7 +156,11 @@ class SliceAggregator(Aggregator):
         yield from ordered_map(smooth, range(volume.n), jobs)
 
     def _edge_aware(
-        self, volume: FocusVolume, aligned: AlignedStack, votes: np.ndarray | None = None
+        self,
+        volume: FocusVolume,
+        aligned: AlignedStack,
+        votes: np.ndarray | None = None,
+        jobs: int = 1,
     ) -> Iterator[np.ndarray]:
         """Gaussian-smoothed slices normalised per pixel, then edge-aware smoothed.
 
@@ -162,7 +169,7 @@ class SliceAggregator(Aggregator):
         smoother (:func:`dffcore.ops.filters.wls_smoother`) then pools votes along the guide's
         regions and not across its edges (cost-volume filtering, Hosni et al. 2013).
         Holds one (N,H,W) float32 buffer of votes (``votes`` if given, which then holds
-        them afterwards); slices are smoothed four at a time.
+        them afterwards); slices are smoothed one at a time on each of ``jobs`` threads.
         """
         p = self.params
         buf = np.empty(volume.data.shape, np.float32) if votes is None else votes
@@ -170,7 +177,7 @@ class SliceAggregator(Aggregator):
         for i in range(volume.n):
             valid = None if volume.valid is None else volume.valid[i]
             buf[i] = gaussian(volume.data[i], p.sigma, valid)
-            if valid is not None:
+            if valid is not None and not np.isfinite(buf[i]).all():  # one pass if all finite
                 np.nan_to_num(buf[i], copy=False, nan=0.0)
             total += buf[i]
         buf /= np.maximum(total, np.float32(1e-12))
@@ -178,14 +185,18 @@ class SliceAggregator(Aggregator):
         # argmax along the first axis of an (N,H,W) array is several times slower)
         peak = scan_slices(buf, buf.shape, missing=False).index
         guide = to_float32(take_frames(aligned.frames, peak, aligned.valid))
-        smooth = wls_smoother(guide, p.wls_lambda, p.wls_sigma * mean_edge(guide))
-        for k in range(0, volume.n, 4):
-            chunk = smooth(np.ascontiguousarray(np.moveaxis(buf[k : k + 4], 0, -1)))
-            for j in range(chunk.shape[2]):
-                s = chunk[:, :, j]
-                if volume.valid is not None:
-                    s = np.where(volume.valid[k + j], s, np.float32(np.nan))
-                yield s
+        smoother = wls_smoother(guide, p.wls_lambda, p.wls_sigma * mean_edge(guide))
+
+        def smooth(i: int) -> np.ndarray:
+            s = smoother(buf[i])  # a new array
+            if volume.valid is not None:
+                s[~volume.valid[i]] = np.nan
+            return s
+
+        # one OpenCV thread per call: the smoother's last bits depend on how OpenCV splits
+        # a call, so results stay the same whatever the cores and the timing
+        with opencv_threads(1):
+            yield from ordered_map(smooth, range(volume.n), jobs, ahead=2 * jobs)
 
     def scan(
         self,

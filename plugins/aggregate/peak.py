@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -10,7 +11,15 @@ from pydantic import Field
 from dffcore.core.components import Context
 from dffcore.core.data import AlignedStack, DepthResult, FocusVolume
 from dffcore.ops.filters import pick
-from dffcore.ops.peaks import SubFrame, masked_slices, refine_index, scan_slices
+from dffcore.ops.peaks import (
+    SubFrame,
+    coarse_slices,
+    half_size,
+    masked_slices,
+    refine_index,
+    scan_slices,
+    upsample,
+)
 
 from ._common import (
     HE,
@@ -21,6 +30,9 @@ from ._common import (
     SliceAggregator,
     curve_confidence,
 )
+
+#: from this local_sigma (px) on, the local estimate is computed at half resolution
+COARSE_SIGMA = 2.0
 
 
 class PeakAggregator(SliceAggregator):
@@ -46,10 +58,19 @@ class PeakAggregator(SliceAggregator):
         index = self.refine(curves, scan)
         confidence = curve_confidence(p.confidence, curves, scan)
         if votes is not None:  # the local estimate: the same votes, pooled by local_sigma only
-            local_votes = masked_slices(volume, p.local_sigma, votes)  # slice i read, then replaced
             missing = volume.valid is not None
-            local_scan = scan_slices(local_votes, votes.shape, out=votes, missing=missing)
-            local = self.refine(votes, local_scan)
+            if p.local_sigma >= COARSE_SIGMA:  # at half resolution: nothing finer is left
+                # in the votes' own memory: coarse slice j fills about the first j/4 fine
+                # slices, which have been read by then (no extra buffer for bands)
+                size = (volume.n, *half_size(votes.shape))
+                small = votes.reshape(-1)[: math.prod(size)].reshape(size)
+                local_votes = coarse_slices(volume, p.local_sigma, votes, ctx.jobs)
+                local_scan = scan_slices(local_votes, small.shape, out=small, missing=missing)
+                local = upsample(self.refine(small, local_scan), index.shape)
+            else:  # slice i read, then replaced
+                local_votes = masked_slices(volume, p.local_sigma, votes, ctx.jobs)
+                local_scan = scan_slices(local_votes, votes.shape, out=votes, missing=missing)
+                local = self.refine(votes, local_scan)
             agree = np.abs(local - index) <= p.local_gate
             index = np.where(agree, 0.5 * (local + index), index).astype(np.float32)
         return DepthResult(index=index, confidence=confidence)

@@ -107,7 +107,7 @@ class Multiband(Compositor):
         p = self.params
         index = result.index
         if p.weights == "sharpest":
-            index = sharpest_frame(volume, p.sharpest_sigma)
+            index = sharpest_frame(volume, p.sharpest_sigma, ctx.jobs)
         weight = frame_weights(
             index,
             n,
@@ -135,11 +135,12 @@ class Multiband(Compositor):
         return like(out, frames.dtype)
 
 
-def sharpest_frame(volume: FocusVolume, sigma: float) -> np.ndarray:
-    """(H,W) float32: per pixel, the frame whose focus measure (Gaussian-smoothed) is
-    highest among the frames with data there."""
+def sharpest_frame(volume: FocusVolume, sigma: float, jobs: int = 1) -> np.ndarray:
+    """(H,W) float32: per pixel, the frame whose focus measure (Gaussian-smoothed, on
+    ``jobs`` threads) is highest among the frames with data there."""
     missing = volume.valid is not None
-    scan = scan_slices(masked_slices(volume, sigma), volume.data.shape, missing=missing)
+    slices = masked_slices(volume, sigma, jobs=jobs)
+    scan = scan_slices(slices, volume.data.shape, missing=missing)
     return scan.index.astype(np.float32)
 
 
@@ -263,6 +264,15 @@ def frame_weights(
     return weight
 
 
+def as_float32(image: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """:func:`dffcore.ops.convert.to_float32` of an integer image written into ``out``
+    (no new array per frame); float32 images are returned as they are."""
+    if np.issubdtype(image.dtype, np.integer):
+        scale = np.float32(1.0 / np.iinfo(image.dtype).max)
+        return np.multiply(image, scale, out=out, dtype=np.float32)
+    return to_float32(image)
+
+
 def pyramid_fuse(
     frames: np.ndarray,
     weight: Callable[[int], np.ndarray | None],
@@ -301,12 +311,17 @@ def pyramid_fuse(
         up = [np.empty(shape, np.float32) for shape in shapes[:-1]]
         wb = [np.empty(size, np.float32) for size in sizes]
         w3 = [np.empty(shape, np.float32) for shape in shapes] if c == 3 else []
+        frame = np.empty((h, w, c), np.float32)
         for k in ks:
             wk = weight(k)
             if wk is not None:
-                g = to_float32(frames[k])
+                g = as_float32(frames[k], frame)
                 if valid is not None and not valid[k].all():
-                    g = np.where(valid[k][..., None], g, fallback)
+                    if g is not frame:  # a float32 stack's own frame: never written to
+                        np.copyto(frame, g)
+                        g = frame
+                    # fallback where frame k has no data, in place (np.where would copy)
+                    cv2.copyTo(fallback, np.logical_not(valid[k]).view(np.uint8), g)
                 if c == 1:
                     g = g[..., 0]
                 wl = wk
