@@ -12,7 +12,7 @@ each aligner against the truth is printed too. Each aligner runs with reference
 
 Columns: ``s/frame`` align seconds / frames; ``total s``; ``peak MB`` the resident-memory
 high-water mark during the call above the memory held before it (Linux: reset through
-``/proc/self/clear_refs`` as ``dffcore.run.records`` does per stage, after ``malloc_trim`` so
+``/proc/self/clear_refs`` in this benchmark's own process, after ``malloc_trim`` so
 that memory freed by earlier runs does not count as held; the largest over the repeats);
 ``err px`` median distance between the estimated and the true position of a grid of
 reference pixels (synthetic stacks only); ``x classic`` the aligner's time over the whole

@@ -5,17 +5,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+import time
 from pathlib import Path
+from unittest import mock
 
+import cv2
 import numpy as np
 import pytest
 
 import dffcore
+from dffcore.align.apply import warp_frame
+from dffcore.core.data import Alignment
 from dffcore.core.errors import DffError
-from dffcore.core.spec import parse_memory, validate
+from dffcore.core.spec import MIN_MEMORY, parse_memory, validate
 from dffcore.eval.synth import render_stack, write_stack
-from dffcore.ops.warp import scale_transform, to_map
-from dffcore.run.plan import band_rows_for
+from dffcore.ops.warp import grid, scale_transform, to_map
+from dffcore.run import frames as frames_module
+from dffcore.run.frames import StreamedFrames, map_rows, released
+from dffcore.run.plan import BAND_BUFFERS, BAND_ROW_BYTES, band_rows_for
+from dffcore.run.records import Recorder, process_peak_mb
 
 from .conftest import dff
 
@@ -153,11 +161,62 @@ def test_band_height_follows_the_budget() -> None:
     small, large = (band_rows_for(n, h, w, 3, 1, int(b * 1e9), 22) for b in (3, 6))
     assert 8 <= small < large < h
     # one band's frames and buffers fit what the budget leaves after the fixed parts
-    per_row = n * w * (3 + 1 + 16)
+    per_row = n * w * (3 + 1 + 4 * BAND_BUFFERS) + w * BAND_ROW_BYTES
     assert (small + 44) * per_row < 3e9
     with pytest.raises(DffError) as err:
         band_rows_for(n, h, w, 3, 1, int(0.5e9), 22)
     assert "give at least" in str(err.value) and "\n" not in str(err.value)
+
+
+def smallest_budget(n: int, h: int, w: int, margin: int) -> float:
+    """The budget the error for a too-small one asks for (bytes)."""
+    with pytest.raises(DffError) as err:
+        band_rows_for(n, h, w, 3, 1, MIN_MEMORY, margin)
+    need = parse_memory(str(err.value).rsplit(" ", 1)[-1])
+    assert band_rows_for(n, h, w, 3, 1, need, margin) >= 8  # enough, as it says
+    return need
+
+
+def test_the_smallest_budget_grows_with_the_width_not_with_frames_times_pixels() -> None:
+    """Doubling the height adds only the outputs (11 bytes a pixel), whatever the frames;
+    30 frames of 26 MP with best's overlap (139 rows) fit in 2.2 GB (2.54 GB before
+    the warp and the bands stopped being counted together)."""
+    for n in (30, 60):
+        base = smallest_budget(n, 2000, 6240, 139)
+        taller = smallest_budget(n, 4000, 6240, 139)
+        assert taller - base <= 2000 * 6240 * 11 + 2e6  # rounding of the figure shown
+    assert smallest_budget(30, 4160, 6240, 139) <= 2.2e9
+
+
+def test_a_dense_map_estimated_small_is_applied_rows_at_a_time(tmp_path: Path) -> None:
+    """A residual map estimated at half size warps the frames as the same map upsampled
+    to full resolution would, never making the full map; the run keeps no map."""
+    rng = np.random.default_rng(3)
+    h, w, hs, ws = 300, 200, 150, 100
+    small = grid((hs, ws)) + rng.normal(0, 0.7, (hs, ws, 2)).astype(np.float32)
+    small[40:44, 50:53] = np.nan  # an occluded patch
+    frames = rng.integers(0, 255, (2, h, w, 3), np.uint8)
+    frames = np.stack([cv2.GaussianBlur(f, (0, 0), 3) for f in frames])
+    alignment = Alignment(0, [None, small], (h, w), interpolation="linear")
+    full = dataclasses.replace(alignment, transforms=[None, scale_transform(small, 0.5, (h, w))])
+    for ya, yb in ((0, h), (7, 133)):
+        exact = scale_transform(small, 0.5, (h, w))[ya:yb, 5:190]
+        rows = map_rows(small, 0.5, (h, w), ya, yb, 5, 190)
+        assert np.array_equal(np.isnan(rows), np.isnan(exact))
+        assert np.nanmax(np.abs(rows - exact)) < 1e-3
+    stack = dffcore.FocalStack(frames, [tmp_path / "a.png", tmp_path / "b.png"])
+    box = (0, h, 0, w)
+    out = StreamedFrames(tmp_path, alignment, box, 3, np.uint8, map_scale=0.5)
+    with mock.patch.object(frames_module, "WARP_ROWS", 64):
+        out.write(stack, lambda done, total: None)
+    with out:
+        got = out.rows(0, h)
+    want, valid = warp_frame(full, 1, frames[1], box)
+    assert np.abs(got.frames[1].astype(int) - want).max() <= 1
+    assert np.array_equal(got.valid[1], valid)
+    kept = released(alignment, 0.5)
+    assert all(np.ndim(t) != 3 for t in kept.transforms)
+    assert "dense_map" in kept.diagnostics[1] and "dense_map" not in kept.diagnostics[0]
 
 
 def test_transforms_estimated_small_apply_at_full_resolution() -> None:
@@ -217,3 +276,22 @@ def test_memory_in_the_spec_and_on_the_command_line(tmp_path: Path) -> None:
     res = dff("run", "fast", str(tmp_path / "stack"), "-o", str(tmp_path / "o2"), "--memory", "1")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "--memory" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="Linux /proc only")
+def test_stage_peaks_are_their_own_and_the_process_peak_is_kept() -> None:
+    """A big stage then a small one: each gets its own peak, and the process's peak (what
+    ``/usr/bin/time -v`` and ``wait4`` report at exit) still holds the big one."""
+    recorder = Recorder()
+    size = 400 * 2**20
+
+    def big() -> None:
+        a = np.ones(size, np.uint8)  # touched: resident
+        time.sleep(0.05)
+        del a
+
+    recorder.measure("focus", "big", big)
+    recorder.measure("aggregate", "small", lambda: time.sleep(0.05))
+    first, second = recorder.as_list()
+    assert first.peak_rss_mb - second.peak_rss_mb > 300
+    assert process_peak_mb() >= first.peak_rss_mb - 1

@@ -13,12 +13,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from dffcore.core.components import Component, Context
@@ -27,7 +26,7 @@ from dffcore.core.errors import DffError
 from dffcore.core.spec import PipelineSpec, StageSpec
 from dffcore.ops.depth import index_to_depth
 from dffcore.ops.evidence import CurveSums
-from dffcore.ops.filters import pick, take_frames
+from dffcore.ops.filters import opencv_threads, pick, take_frames
 from dffcore.run.checks import (
     check_aligned,
     check_contexts,
@@ -121,7 +120,7 @@ def run_pipeline(
         check_aligned(spec.align, aligned, frames.n)
         return aligned
 
-    with _opencv_threads(jobs), contextlib.ExitStack() as scope:
+    with opencv_threads(jobs), contextlib.ExitStack() as scope:
         frames: AlignedFrames
         if streamed:
             scale = align_scale(stack.frames.shape, stack.frames.dtype, budget)
@@ -256,6 +255,9 @@ def process(
             diagnostics.append(res.diagnostics)
         if len(regions) == 1:
             volume = volumes[0]
+        # the next band is read only after this one's frames, volumes and results are
+        # gone: a band never shares the budget with the one before it
+        del parts, results, volumes, regions_of, part, res, vol
         if plan.mode == "bands":
             report("bands", done, len(groups))
     evidence = curves.evidence()  # ~0 for a stack without focus information
@@ -358,7 +360,7 @@ def _stage_caller(
             def one(i: int) -> None:
                 outs[i] = invoke(stage, component, arglists[i], Context(jobs=1))
 
-            with _opencv_threads(1), ThreadPoolExecutor(len(arglists)) as pool:
+            with opencv_threads(1), ThreadPoolExecutor(len(arglists)) as pool:
                 for done, _ in enumerate(pool.map(one, range(len(arglists))), 1):
                     report(label, done, len(arglists))
             return outs
@@ -370,14 +372,3 @@ def _stage_caller(
 
 def _silent(label: str, done: int, total: int) -> None:
     """A progress callback that shows nothing."""
-
-
-@contextlib.contextmanager
-def _opencv_threads(count: int) -> Iterator[None]:
-    """OpenCV's own threads limited to ``count`` (it uses every core by default)."""
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(count)
-    try:
-        yield
-    finally:
-        cv2.setNumThreads(before)

@@ -39,8 +39,13 @@ GLOBAL_MARGIN = 64
 #: bytes a process needs before any image: Python, NumPy, OpenCV, SciPy, the plugins
 #: (also the smallest budget ``--memory`` accepts)
 BASE_BYTES = float(MIN_MEMORY)
-#: float32 (N, rows, W) buffers a band's stages hold at once (volume, smoothed curves, ...)
-BAND_BUFFERS = 4
+#: float32 (N, rows, W) buffers a band's stages hold at once (volume, smoothed curves,
+#: pyramids, ...) and bytes per pixel of a band's own (rows, W) buffers (depth, the
+#: all-in-focus pyramids): ``best`` (``wls_lambda`` aggregation, ``multiband``
+#: composite) on 26 MP bands measured 169, 271 and 543 bytes per pixel of a band with
+#: 4, 8 and 30 frames, under the 224, 288 and 640 these give
+BAND_BUFFERS = 3
+BAND_ROW_BYTES = 160
 #: share of the budget the downscaled stack for alignment may take (it holds two copies)
 ALIGN_SHARE = 0.25
 
@@ -134,16 +139,24 @@ def band_plan(
 def band_rows_for(
     n: int, h: int, w: int, c: int, itemsize: int, budget: int | None, margin: int
 ) -> int:
-    """Rows per band so that one band's frames and buffers fit the budget."""
+    """Rows per band so that one band's frames and buffers fit the budget.
+
+    Two phases never overlap: the warp (:mod:`dffcore.run.frames`: a decoded frame, the
+    next one decoded meanwhile, its warped copy and validity mask; no float copy) before
+    any output exists, and the bands (the outputs, plus one band of rows and its overlap
+    for every frame: the previous band is released before the next is read). The
+    smallest budget is therefore ``BASE_BYTES`` + 11 bytes a pixel for the outputs + one
+    band of 8 rows and its overlap of every frame: it grows with the width times the
+    frames, and with the height only through the outputs."""
     if budget is None:
         return h
     outputs = h * w * (4 + 4 + c * itemsize)  # index, confidence, all-in-focus
-    frame = h * w * c * (itemsize + 4) * 2  # a decoded frame and its warped/float copies
-    per_row = n * w * (c * itemsize + 1 + 4 * BAND_BUFFERS)
-    free = budget - BASE_BYTES - outputs - frame
+    warp = h * w * (3 * c * itemsize + 1)  # two decoded frames, a warped one, its mask
+    per_row = n * w * (c * itemsize + 1 + 4 * BAND_BUFFERS) + w * BAND_ROW_BYTES
+    free = budget - BASE_BYTES - outputs
     rows = int(free // per_row) - 2 * margin
-    if rows < 8:
-        need = BASE_BYTES + outputs + frame + per_row * (8 + 2 * margin)
+    if rows < 8 or budget < BASE_BYTES + warp:
+        need = BASE_BYTES + max(warp, outputs + per_row * (8 + 2 * margin))
         raise DffError(
             f"--memory {format_memory(budget, up=False)} is too small for {n} frames of "
             f"{w}x{h}: give at least {format_memory(need)}"
