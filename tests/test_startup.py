@@ -254,3 +254,38 @@ def test_the_fingerprint_sees_installed_distributions(env: Env, monkeypatch) -> 
     assert [p[0] for p in after["path"]] == [str(env.site)]
     monkeypatch.setenv("DFFCORE_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert plugin_cache.fingerprint() != after
+
+
+def test_a_warm_run_imports_only_the_modules_of_its_components(env: Env, synth_dir: Path) -> None:
+    """The built-in package imports a component's module when the class is asked for."""
+    probe = (
+        "import sys\n"
+        "from dffcore.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "mods = sorted(m for m in sys.modules if m.startswith('dffcore_plugins.'))\n"
+        "print('MODULES', ' '.join(mods), file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    spec = env.cwd / "spec.yaml"
+    spec.write_text("focus: lapm\naggregate: argmax\n")
+
+    def modules() -> set[str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, "run", str(spec), str(synth_dir), "-q", "-o"]
+            + [str(env.cwd / f"out{len(list(env.cwd.iterdir()))}")],
+            capture_output=True,
+            text=True,
+            env=env.env(),
+            cwd=env.cwd,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        line = [ln for ln in proc.stderr.splitlines() if ln.startswith("MODULES")][-1]
+        return set(line.split()[1:])
+
+    cold = modules()  # the full load that writes the index imports every module
+    assert "dffcore_plugins.regularize.graphcut" in cold
+    warm = modules()
+    assert {"dffcore_plugins.focus.laplacian", "dffcore_plugins.aggregate.argmax"} <= warm
+    unused = ("graphcut", "multiband", "sgm", "rdf", "raft", "homography")
+    assert not [m for m in warm if m.rsplit(".", 1)[-1] in unused], sorted(warm)

@@ -6,8 +6,16 @@ sub-frame aggregators (``gaussian``, ``parabolic``, ``softargmax``) share their 
 all-in-focus image to the runner.
 """
 
-from .argmax import Argmax
-from .peak import Gaussian, Parabolic, SoftArgmax
-from .sgm import SGM
+from dffcore_plugins._lazy import lazy_exports
 
-COMPONENTS = (Argmax, Gaussian, Parabolic, SoftArgmax, SGM)
+#: each component class and its module, in the order of COMPONENTS
+_WHERE = {
+    "Argmax": "argmax",
+    "Gaussian": "peak",
+    "Parabolic": "peak",
+    "SoftArgmax": "peak",
+    "SGM": "sgm",
+}
+
+__all__ = ["COMPONENTS", *_WHERE]
+__getattr__ = lazy_exports(__name__, _WHERE)

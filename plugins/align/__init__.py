@@ -1,11 +1,17 @@
 """Aligners: bring every frame into the reference frame's pixel grid."""
 
-from .auto import Auto
-from .ecc import ECC
-from .external_flow import ExternalFlow
-from .flow import Flow
-from .homography import Homography
-from .none import NoAlign
-from .raft import RAFT
+from dffcore_plugins._lazy import lazy_exports
 
-COMPONENTS = (NoAlign, Auto, Homography, ECC, Flow, RAFT, ExternalFlow)
+#: each component class and its module, in the order of COMPONENTS
+_WHERE = {
+    "NoAlign": "none",
+    "Auto": "auto",
+    "Homography": "homography",
+    "ECC": "ecc",
+    "Flow": "flow",
+    "RAFT": "raft",
+    "ExternalFlow": "external_flow",
+}
+
+__all__ = ["COMPONENTS", *_WHERE]
+__getattr__ = lazy_exports(__name__, _WHERE)

@@ -1,7 +1,13 @@
 """Compositors: the all-in-focus image from the final depth."""
 
-from .blend import Blend
-from .multiband import Multiband
-from .select import Select
+from dffcore_plugins._lazy import lazy_exports
 
-COMPONENTS = (Select, Blend, Multiband)
+#: each component class and its module, in the order of COMPONENTS
+_WHERE = {
+    "Select": "select",
+    "Blend": "blend",
+    "Multiband": "multiband",
+}
+
+__all__ = ["COMPONENTS", *_WHERE]
+__getattr__ = lazy_exports(__name__, _WHERE)

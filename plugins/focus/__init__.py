@@ -5,53 +5,34 @@ by family; the shared conventions (box-mean window, pre-filter, colour) are in
 ``_common``.
 """
 
-from .gradient import (
-    GaussianDerivative,
-    GradientEnergy,
-    SpatialFrequency,
-    Tenengrad,
-    TenengradVariance,
-)
-from .laplacian import (
-    DiagonalLaplacian,
-    EnergyOfLaplacian,
-    ModifiedLaplacian,
-    SumModifiedLaplacian,
-    VarianceOfLaplacian,
-)
-from .log import LoG, MultiScaleLoG
-from .misc import Brenner, Helmli, Vollath
-from .rdf import RingDifference
-from .statistics import (
-    AbsoluteCentralMoment,
-    GreyLevelLocalVariance,
-    GreyLevelVariance,
-    NormalisedGreyLevelVariance,
-)
-from .transform import DCTEnergyRatio, WaveletSum, WaveletVariance
+from dffcore_plugins._lazy import lazy_exports
 
-COMPONENTS = (
-    LoG,
-    MultiScaleLoG,
-    EnergyOfLaplacian,
-    ModifiedLaplacian,
-    SumModifiedLaplacian,
-    VarianceOfLaplacian,
-    DiagonalLaplacian,
-    Tenengrad,
-    TenengradVariance,
-    GaussianDerivative,
-    GradientEnergy,
-    SpatialFrequency,
-    GreyLevelVariance,
-    NormalisedGreyLevelVariance,
-    GreyLevelLocalVariance,
-    AbsoluteCentralMoment,
-    WaveletSum,
-    WaveletVariance,
-    DCTEnergyRatio,
-    Brenner,
-    Vollath,
-    Helmli,
-    RingDifference,
-)
+#: each component class and its module, in the order of COMPONENTS
+_WHERE = {
+    "LoG": "log",
+    "MultiScaleLoG": "log",
+    "EnergyOfLaplacian": "laplacian",
+    "ModifiedLaplacian": "laplacian",
+    "SumModifiedLaplacian": "laplacian",
+    "VarianceOfLaplacian": "laplacian",
+    "DiagonalLaplacian": "laplacian",
+    "Tenengrad": "gradient",
+    "TenengradVariance": "gradient",
+    "GaussianDerivative": "gradient",
+    "GradientEnergy": "gradient",
+    "SpatialFrequency": "gradient",
+    "GreyLevelVariance": "statistics",
+    "NormalisedGreyLevelVariance": "statistics",
+    "GreyLevelLocalVariance": "statistics",
+    "AbsoluteCentralMoment": "statistics",
+    "WaveletSum": "transform",
+    "WaveletVariance": "transform",
+    "DCTEnergyRatio": "transform",
+    "Brenner": "misc",
+    "Vollath": "misc",
+    "Helmli": "misc",
+    "RingDifference": "rdf",
+}
+
+__all__ = ["COMPONENTS", *_WHERE]
+__getattr__ = lazy_exports(__name__, _WHERE)

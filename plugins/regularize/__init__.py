@@ -1,8 +1,14 @@
 """Regularisers: refine a depth result (MRF, filters, variational)."""
 
-from .graphcut import GraphCut
-from .guided import Guided
-from .tv import TV
-from .weighted_median import WeightedMedian
+from dffcore_plugins._lazy import lazy_exports
 
-COMPONENTS = (GraphCut, WeightedMedian, Guided, TV)
+#: each component class and its module, in the order of COMPONENTS
+_WHERE = {
+    "GraphCut": "graphcut",
+    "WeightedMedian": "weighted_median",
+    "Guided": "guided",
+    "TV": "tv",
+}
+
+__all__ = ["COMPONENTS", *_WHERE]
+__getattr__ = lazy_exports(__name__, _WHERE)
