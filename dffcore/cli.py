@@ -11,7 +11,7 @@ import time
 from typing import TextIO
 
 from dffcore.core.errors import DffError, SpecError
-from dffcore.core.kinds import KINDS
+from dffcore.core.kinds import COMPONENT_KINDS
 
 logger = logging.getLogger("dffcore.cli")
 
@@ -68,6 +68,27 @@ ALLOW_CORRUPT_HELP = (
 )
 
 
+def _read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--frames",
+        metavar="START:STOP:STEP",
+        help="use these frames, 0-based like a Python slice (e.g. 10:200:2, ::3)",
+    )
+    p.add_argument(
+        "--reader",
+        metavar="NAME",
+        help="read the stack with this reader instead of choosing it by the file names",
+    )
+    p.add_argument(
+        "--read",
+        dest="read_params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the reader, e.g. series=1 or channel=0 for a TIFF",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dff", description="Depth from focus with pluggable stages.")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -76,7 +97,12 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a pipeline on a focal stack")
     r.add_argument("pipeline", help="pipeline YAML file, or a built-in name (classic)")
-    r.add_argument("stack", nargs="+", help="folder of frames, a glob pattern, or image files")
+    r.add_argument(
+        "stack",
+        nargs="+",
+        help="folder of frames, a glob pattern, image files, or one file holding a whole "
+        "stack (a z-stack TIFF, a video: see `dff plugins --kind read`)",
+    )
     r.add_argument("-o", "--out", required=True, help="output folder")
     r.add_argument(
         "--set",
@@ -87,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         help="override a spec value, e.g. align.params.reference=middle",
     )
     r.add_argument("--reverse", action="store_true", help="reverse the frame order")
+    _read_options(r)
     r.add_argument("--allow-corrupt", action="store_true", help=ALLOW_CORRUPT_HELP)
     r.add_argument("--focus-distances", metavar="FILE", help="sidecar with one distance per frame")
     r.add_argument(
@@ -108,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     pl = sub.add_parser("plugins", help="list the available components")
-    pl.add_argument("--kind", choices=KINDS)
+    pl.add_argument("--kind", choices=COMPONENT_KINDS)
     pl.add_argument("--json", action="store_true", help="machine-readable output")
 
     d = sub.add_parser("demo", help="render a synthetic stack with ground truth and run on it")
@@ -225,6 +252,7 @@ def _check_common(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from dffcore.core.spec import find_pipeline, load_spec, parse_memory
     from dffcore.io.outputs import check_output_dir, write_outputs
+    from dffcore.io.readers import parse_read_params
     from dffcore.io.stack import read_stack
     from dffcore.run.engine import run_pipeline
 
@@ -249,6 +277,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             lazy=bounded,
             jobs=args.jobs,
             allow_corrupt=args.allow_corrupt or None,  # None: DFF_ALLOW_CORRUPT decides
+            frames=args.frames,
+            reader=args.reader,
+            read_params=parse_read_params(args.read_params),
         )
         if args.ply and stack.focus_distances is None:
             raise DffError(

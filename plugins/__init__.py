@@ -1,10 +1,10 @@
 """dffcore's built-in components, registered through the ``dffcore`` entry-point group.
 
 Where things live: ``align/`` aligners, ``focus/`` focus measures, ``aggregate/``
-aggregators, ``regularize/`` regularisers, ``composite/`` all-in-focus compositors: one
-module per component, and each subpackage's ``COMPONENTS`` lists its classes. Modules are
-imported when a class is first asked for (``_lazy``), so a run imports only the
-components it uses.
+aggregators, ``regularize/`` regularisers, ``composite/`` all-in-focus compositors,
+``read/`` readers of stack files: one module per component, and each subpackage's
+``COMPONENTS`` lists its classes. Modules are imported when a class is first asked for
+(``_lazy``), so a run imports only the components it uses.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import importlib
 
 from dffcore import Registrar, hookimpl
 
-_KINDS = ("align", "focus", "aggregate", "regularize", "composite")
+_KINDS = ("align", "focus", "aggregate", "regularize", "composite", "read")
 
 
 def __getattr__(name: str) -> object:

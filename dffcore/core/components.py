@@ -24,6 +24,10 @@ composite   ``__call__(result: DepthResult, volume: FocusVolume,
             stack's dtype, from the final depth (optional stage)
 =========== ================================================================
 
+A ``read`` component (:class:`Reader`) is no stage: it reads a focal stack from a file
+format (one file holding every frame, such as a z-stack TIFF or a video, or one frame
+per file, such as RAW photos), chosen by the file's name.
+
 Register components from a plugin module with the ``dffcore_register`` hook (see
 :mod:`dffcore.core.hookspec`).
 """
@@ -35,16 +39,18 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from dffcore.core.data import AlignedStack, DepthResult, FocalStack, FocusVolume
-from dffcore.core.kinds import KIND_TITLES, KINDS
+from dffcore.core.kinds import COMPONENT_KINDS, KIND_TITLES, KINDS
 
 __all__ = [
     "BASES",
+    "COMPONENT_KINDS",
     "KINDS",
     "KIND_TITLES",
     "Aggregator",
@@ -54,6 +60,8 @@ __all__ = [
     "Context",
     "FocusMeasure",
     "Params",
+    "ReadRequest",
+    "Reader",
     "Reference",
     "Regularizer",
     "resolve_reference",
@@ -197,10 +205,51 @@ class Compositor(Component):
         raise NotImplementedError
 
 
+@dataclass
+class ReadRequest:
+    """What :func:`dffcore.io.stack.read_stack` asks a :class:`Reader` for."""
+
+    #: the frames wanted, in reading order (``--frames START:STOP:STEP``)
+    frames: slice = field(default_factory=lambda: slice(None))
+    #: decode each frame only when it is indexed (``--memory`` runs): ``frames`` is then
+    #: a :class:`dffcore.io.stack.LazyFrames`-like object
+    lazy: bool = False
+    #: threads that may decode
+    jobs: int = 1
+    #: use frames with corrupt data (a warning) instead of an error; None: the default
+    allow_corrupt: bool | None = None
+    #: progress(done, total) of the frames decoded
+    progress: Callable[[int, int], None] | None = None
+
+
+class Reader(Component):
+    """Reads focal stacks of one file format; chosen by a file's name (:attr:`suffixes`).
+
+    ``container`` readers take one file that holds the whole stack (a multi-page TIFF, a
+    video); the others decode one frame per file and take every file of a folder or glob
+    (RAW photos). :meth:`read` returns the :class:`FocalStack` with the frames the request
+    selects, and what the file says about them: focus positions (``focus_distances`` and
+    ``focus_unit``) and ``metadata`` such as ``pixel_size_m``. Errors about the file are
+    :class:`dffcore.DffError` naming it.
+    """
+
+    kind: ClassVar[str] = "read"
+    #: lower-case endings of the file names it reads, e.g. ``(".ome.tif", ".tif")``
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    #: True: one file is a whole stack; False: one file per frame
+    container: ClassVar[bool] = True
+    #: the pip extra that installs the library it needs, e.g. ``"raw"`` (empty: none)
+    extra: ClassVar[str] = ""
+
+    def read(self, paths: list[Path], request: ReadRequest) -> FocalStack:
+        raise NotImplementedError
+
+
 BASES: dict[str, type[Component]] = {
     "align": Aligner,
     "focus": FocusMeasure,
     "aggregate": Aggregator,
     "regularize": Regularizer,
     "composite": Compositor,
+    "read": Reader,
 }

@@ -13,7 +13,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-FocusUnit = Literal["m", "diopter"]
+#: what a stack's focus distances are: distances from the camera in metres, the same in
+#: diopters, or ``"z"``: positions of the focal plane along the optical axis in metres
+#: (a microscope's z-stack: depth is the z of each pixel's in-focus plane)
+FocusUnit = Literal["m", "diopter", "z"]
 
 
 def _check_frames(frames: np.ndarray) -> None:
@@ -28,7 +31,9 @@ class FocalStack:
     """Frames as read, in reading order (natural sort of file names unless reversed).
 
     ``frames`` is ``(N,H,W,C)`` with C = 1 (grey) or 3 (RGB), native dtype.
-    ``focus_distances`` (N,) are in ``focus_unit`` when known.
+    ``focus_distances`` (N,) are in ``focus_unit`` when known. ``metadata`` holds what
+    the reader found out about the source (``pixel_size_m``: lateral (x, y) size of a
+    pixel in metres, ``reader``: the reader that read a stack file, ...).
     """
 
     frames: np.ndarray

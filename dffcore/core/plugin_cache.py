@@ -33,7 +33,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from dffcore.core.kinds import KINDS
+from dffcore.core.kinds import COMPONENT_KINDS, READ
 from dffcore.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ AUTOLOAD_ENV = "DFFCORE_DISABLE_PLUGIN_AUTOLOAD"
 #: set to a non-empty value to neither read nor write the index
 DISABLE_ENV = "DFFCORE_NO_CACHE"
 #: the layout of the file; another value is a foreign file
-FORMAT = 1
+FORMAT = 2
 _METADATA_SUFFIXES = (".dist-info", ".egg-info")
 
 
@@ -121,6 +121,10 @@ def render_component(item: dict[str, Any]) -> str:
     for prm in item["params"]:
         default = "required" if prm["required"] else f"= {prm['default']!r}"
         lines.append(f"    {prm['name']}: {prm['type']} {default}  {prm['doc']}")
+    if item["kind"] == READ:
+        what = "one file per stack" if item["container"] else "one file per frame"
+        extra = f"; needs pip install 'dffcore[{item['extra']}]'" if item["extra"] else ""
+        lines.append(f"    reads: {' '.join(item['suffixes'])} ({what}{extra})")
     lines.append(f"    module: {item['module']}")
     if item["citation"]:
         lines.append(f"    cites: {item['citation']}")
@@ -154,7 +158,11 @@ def _valid(data: Any) -> bool:
             return False
         d = c["describe"]
         keys = ("kind", "name", "module", "plugin", "distribution", "version")
-        if d.get("kind") not in KINDS or not all(isinstance(d.get(k), str) for k in keys):
+        if d.get("kind") not in COMPONENT_KINDS or not all(isinstance(d.get(k), str) for k in keys):
+            return False
+        if d["kind"] == READ and not (
+            isinstance(d.get("suffixes"), list) and all(isinstance(x, str) for x in d["suffixes"])
+        ):
             return False
     return True
 

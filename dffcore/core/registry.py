@@ -27,7 +27,7 @@ from typing import Any
 import pluggy
 
 from dffcore.core import hookspec, plugin_cache
-from dffcore.core.components import BASES, KIND_TITLES, KINDS, Component
+from dffcore.core.components import BASES, COMPONENT_KINDS, KIND_TITLES, Component, Reader
 from dffcore.core.errors import DffError, did_you_mean
 from dffcore.core.plugin_cache import AUTOLOAD_ENV
 
@@ -94,7 +94,9 @@ class Registry:
     :meth:`get` and :meth:`describe`; ``entries`` holds the classes imported so far.
     """
 
-    entries: dict[str, dict[str, Entry]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    entries: dict[str, dict[str, Entry]] = field(
+        default_factory=lambda: {k: {} for k in COMPONENT_KINDS}
+    )
     duplicates: dict[tuple[str, str], list[Source]] = field(default_factory=dict)
     errors: list[PluginError] = field(default_factory=list)
     plugins: list[Source] = field(default_factory=list)
@@ -203,7 +205,7 @@ class Registry:
         if self._index is None:
             return
         logger.debug("loading every plugin (the index cache does not answer)")
-        self.entries = {k: {} for k in KINDS}
+        self.entries = {k: {} for k in COMPONENT_KINDS}
         self.duplicates, self.errors, self.plugins = {}, [], []
         self._index, self._pm, self._ep_modules = None, None, []
         self.load_entry_points()
@@ -320,11 +322,26 @@ class Registry:
             )
         return entry
 
+    def readers(self) -> list[tuple[str, tuple[str, ...], bool]]:
+        """Every reader's name, file-name endings and whether one file is a whole stack,
+        without importing a reader (from the index, when the registry has one)."""
+        if self._index is not None:
+            return [
+                (n, tuple(d["suffixes"]), bool(d["container"]))
+                for (k, n), item in self._index.items()
+                if k == "read"
+                for d in (item["describe"],)
+            ]
+        return [
+            (n, tuple(e.cls.suffixes), bool(e.cls.container))  # type: ignore[attr-defined]
+            for n, e in sorted(self.entries["read"].items())
+        ]
+
     def describe(self, kind: str | None = None) -> list[dict[str, Any]]:
         """JSON-ready description of every component (of one kind)."""
         self.load_all()
         out = []
-        for k in KINDS if kind is None else (kind,):
+        for k in COMPONENT_KINDS if kind is None else (kind,):
             for name in self.names(k):
                 out.append(describe_component(self.entries[k][name]))
         return out
@@ -367,6 +384,11 @@ def describe_component(entry: Entry) -> dict[str, Any]:
         "citation": cls.citation,
         "licence": cls.licence,
         "params": params,
+        **(
+            {"suffixes": list(cls.suffixes), "container": cls.container, "extra": cls.extra}
+            if issubclass(cls, Reader)
+            else {}
+        ),
     }
 
 

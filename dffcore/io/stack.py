@@ -7,20 +7,22 @@ none, from each JPEG frame's EXIF ``SubjectDistance`` (:func:`dffcore.io.exif.ex
 
 from __future__ import annotations
 
-import glob as globmod
 import logging
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from dffcore.core.components import ReadRequest
 from dffcore.core.data import FocalStack, FocusUnit
 from dffcore.core.errors import DffError
 from dffcore.io.exif import exif_focus_distance
-from dffcore.io.images import IMAGE_EXTENSIONS, check_frame_sizes, read_image, read_images
+from dffcore.io.images import check_frame_sizes, read_image, read_images
+from dffcore.io.readers import choose_reader, make_reader, parse_frames
 
 logger = logging.getLogger(__name__)
 
@@ -34,30 +36,19 @@ def natural_key(path: str | Path) -> list[object]:
 
 
 def list_frames(source: str | Path | Sequence[str | Path]) -> list[Path]:
-    """Frame files of a folder, glob pattern or explicit list, in reading order."""
+    """The files of a stack source in reading order: a folder's or glob's frames (image
+    files, else the frames a reader reads, such as RAW photos) in natural order, a list
+    as given, or the one file that holds a whole stack (a z-stack TIFF, a video)."""
+    choice = choose_reader(source, _readers())
     if isinstance(source, (list, tuple)):
-        paths = [Path(p) for p in source]
-        for p in paths:
-            if not p.is_file():
-                raise DffError(f"{p}: no such image file")
-        return paths
-    text = str(source)
-    path = Path(text)
-    if path.is_dir():
-        paths = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
-        if not paths:
-            raise DffError(
-                f"{path}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)} files)"
-            )
-        return sorted(paths, key=natural_key)
-    if any(c in text for c in "*?["):
-        paths = [Path(p) for p in globmod.glob(text) if Path(p).is_file()]
-        if not paths:
-            raise DffError(f"{text}: the pattern matches no files")
-        return sorted(paths, key=natural_key)
-    if path.is_file():
-        raise DffError(f"{path}: is a single file; a focal stack is a folder of 2 or more images")
-    raise DffError(f"{path}: no such folder")
+        return choice.paths
+    return sorted(choice.paths, key=natural_key)
+
+
+def _readers() -> list[tuple[str, tuple[str, ...], bool]]:
+    from dffcore.core.registry import default_registry
+
+    return default_registry().readers()
 
 
 def read_focus_distances(
@@ -79,7 +70,9 @@ def read_focus_distances(
     Returns
     -------
     tuple of (numpy.ndarray, str)
-        The distances (float64) and their unit, ``"m"`` (default) or ``"diopter"``.
+        The distances (float64) and their unit, ``"m"`` (default), ``"diopter"`` or
+        ``"z"`` (``# unit: z``: focal-plane positions along the optical axis in metres,
+        which may be 0 or negative).
 
     Raises
     ------
@@ -114,8 +107,10 @@ def read_focus_distances(
                     unit = "m"
                 elif word in ("diopter", "diopters", "dioptre", "dioptres", "dpt"):
                     unit = "diopter"
+                elif word in ("z", "z-m", "position"):
+                    unit = "z"
                 else:
-                    raise DffError(f"{path}:{lineno}: unknown unit '{word}' (valid: m, diopter)")
+                    raise DffError(f"{path}:{lineno}: unknown unit '{word}' (valid: m, diopter, z)")
             continue
         if not text:
             continue
@@ -127,6 +122,7 @@ def read_focus_distances(
     if len(values) != n:
         raise DffError(f"{path}: has {len(values)} focus distances for {n} frames")
     distances = np.asarray(values, np.float64)
+    signed = signed or unit == "z"  # positions along the axis may be 0 or negative
     low = -math.inf if signed else 0.0 if unit == "diopter" else math.nextafter(0.0, 1.0)
     bad = ~np.isfinite(distances) | (distances < low)
     if bad.any():
@@ -194,43 +190,62 @@ def _exif_focus_distances(paths: Sequence[Path]) -> np.ndarray | None:
 class LazyFrames:
     """The frames of a stack, decoded one at a time on demand (``read_stack(lazy=True)``).
 
-    Looks like the ``(N,H,W,C)`` array of a stack to what only needs its shape and dtype
-    (known from the first frame); ``frames[k]`` decodes frame ``k`` and checks that it
-    has the first frame's size, bit depth and channels (a grey frame in a colour stack
-    is repeated to three channels, like :func:`read_stack` does).
+    Looks like the ``(N,H,W,C)`` array of a stack to what only needs its shape and dtype;
+    ``frames[k]`` decodes frame ``k`` with ``decode`` (given the frame's position in the
+    source, so that :meth:`reversed` and :meth:`select` only reorder). Readers of stack
+    files (:class:`dffcore.core.components.Reader`) return one for a lazy request.
     """
 
     ndim = 4
 
-    def __init__(self, paths: Sequence[Path], allow_corrupt: bool | None = None) -> None:
-        self.paths = list(paths)
-        self.allow_corrupt = allow_corrupt
-        check_frame_sizes(self.paths)  # headers only: nothing decoded yet
-        first = read_image(self.paths[0], allow_corrupt=allow_corrupt)
-        self.dtype = first.dtype
-        self.shape = (len(self.paths), *first.shape)
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        dtype: np.dtype | type,
+        decode: Callable[[int], np.ndarray],
+        order: Sequence[int] | None = None,
+    ) -> None:
+        self.order = list(range(shape[0])) if order is None else list(order)
+        self.shape = (len(self.order), *shape[1:])
+        self.dtype = np.dtype(dtype)
+        self.decode = decode
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.order)
 
     def __getitem__(self, k: int) -> np.ndarray:
-        path = self.paths[k]
-        img = read_image(path, allow_corrupt=self.allow_corrupt)
-        _check_like(path, img, self.paths[0], self.shape[1:], self.dtype)
-        if img.shape[2] != self.shape[3]:
-            if self.shape[3] == 3:
+        return self.decode(self.order[k])
+
+    def reversed(self) -> LazyFrames:
+        return LazyFrames(self.shape, self.dtype, self.decode, self.order[::-1])
+
+    def select(self, frames: slice) -> LazyFrames:
+        return LazyFrames(self.shape, self.dtype, self.decode, self.order[frames])
+
+
+def lazy_files(paths: Sequence[Path], allow_corrupt: bool | None = None) -> LazyFrames:
+    """Frames of image files decoded on demand; each is checked to have the first frame's
+    size, bit depth and channels (a grey frame in a colour stack is repeated to three
+    channels, like :func:`read_stack` does)."""
+    paths = list(paths)
+    check_frame_sizes(paths)  # headers only: nothing decoded yet
+    first = read_image(paths[0], allow_corrupt=allow_corrupt)
+    shape = (len(paths), *first.shape)
+
+    def decode(k: int) -> np.ndarray:
+        path = paths[k]
+        img = read_image(path, allow_corrupt=allow_corrupt)
+        _check_like(path, img, paths[0], shape[1:], first.dtype)
+        if img.shape[2] != shape[3]:
+            if shape[3] == 3:
                 return np.repeat(img, 3, axis=2)
             raise DffError(
-                f"{path}: is a colour image but {self.paths[0].name} is grey; a stack read "
+                f"{path}: is a colour image but {paths[0].name} is grey; a stack read "
                 "frame by frame (--memory) must start with a colour frame if any is colour"
             )
         return img
 
-    def reversed(self) -> LazyFrames:
-        out = LazyFrames.__new__(LazyFrames)
-        out.paths, out.dtype, out.shape = self.paths[::-1], self.dtype, self.shape
-        out.allow_corrupt = self.allow_corrupt
-        return out
+    return LazyFrames(shape, first.dtype, decode)
 
 
 def _check_like(
@@ -257,8 +272,18 @@ def read_stack(
     lazy: bool = False,
     jobs: int | None = None,
     allow_corrupt: bool | None = None,
+    frames: str | slice | None = None,
+    reader: str | None = None,
+    read_params: dict[str, Any] | None = None,
 ) -> FocalStack:
     """Read a focal stack; frames keep their native dtype, colour is RGB.
+
+    ``source`` is a folder, glob or list of image files, or what a reader component
+    reads (:mod:`dffcore.io.readers`): one file holding a whole stack (a z-stack TIFF, a
+    video) or a folder of RAW frames. ``reader`` names the reader instead of the file
+    names choosing it, ``read_params`` are its parameters (``dff plugins --kind read``).
+    ``frames`` selects frames in reading order, ``START:STOP:STEP`` (0-based, like a
+    Python slice), before ``reverse``.
 
     ``focus_distances`` names a sidecar file; by default ``focus_distances.txt`` next to
     the frames is used when present. Without a sidecar, the frames' EXIF
@@ -277,22 +302,44 @@ def read_stack(
     ``allow_corrupt`` (default: the ``DFF_ALLOW_CORRUPT`` environment variable) makes it a
     logged warning.
     """
-    paths = list_frames(source)
-    if len(paths) < 2:
-        where = paths[0].parent if paths else source
-        raise DffError(f"{where}: a focal stack needs at least 2 images, found {len(paths)}")
+    selection = parse_frames(frames)
     threads = jobs or os.cpu_count() or 1  # decoding, at most one frame a thread ahead
+    choice = choose_reader(source, _readers(), reader)
+    paths = choice.paths
+    if not isinstance(source, (list, tuple)):
+        paths = sorted(paths, key=natural_key)
+    if choice.name is not None:
+        request = ReadRequest(selection, lazy, threads, allow_corrupt, progress)
+        stack = make_reader(choice.name, read_params).read(paths, request)
+        where = paths[0] if len(paths) == 1 else paths[0].parent
+        _check_count(stack.n, where, "frames")
+        stack.metadata.setdefault("reader", choice.name)
+        return _finish(stack, focus_distances, reverse, lazy, sidecar_default=False)
+    paths = paths[selection]
+    _check_count(len(paths), paths[0].parent if paths else source, "images")
     if lazy:
-        frames: np.ndarray | LazyFrames = LazyFrames(paths, allow_corrupt)
-        first = np.empty(frames.shape[1:], frames.dtype)  # shape and dtype only
-        decoded: Iterable[tuple[Path, np.ndarray]] = []
+        stack = FocalStack(lazy_files(paths, allow_corrupt), paths)
     else:
-        images = read_images(paths, jobs=threads, allow_corrupt=allow_corrupt)
-        first = next(images)
-        frames = np.empty((len(paths), *first.shape), first.dtype)
-        frames[0] = first
-        decoded = zip(paths[1:], images, strict=True)
-    for i, (p, img) in enumerate(decoded, 1):
+        stack = FocalStack(_decode_all(paths, threads, allow_corrupt, progress), paths)
+    return _finish(stack, focus_distances, reverse, lazy, sidecar_default=True)
+
+
+def _check_count(n: int, where: object, what: str) -> None:
+    if n < 2:
+        raise DffError(f"{where}: a focal stack needs at least 2 {what}, found {n}")
+
+
+def _decode_all(
+    paths: list[Path],
+    threads: int,
+    allow_corrupt: bool | None,
+    progress: Callable[[int, int], None] | None,
+) -> np.ndarray:
+    images = read_images(paths, jobs=threads, allow_corrupt=allow_corrupt)
+    first = next(images)
+    frames = np.empty((len(paths), *first.shape), first.dtype)
+    frames[0] = first
+    for i, (p, img) in enumerate(zip(paths[1:], images, strict=True), 1):
         _check_like(p, img, paths[0], first.shape, first.dtype)
         if img.shape[2] != frames.shape[3]:
             if frames.shape[3] == 1:  # grey so far: promote the stack to colour
@@ -302,29 +349,38 @@ def read_stack(
         frames[i] = img
         if progress:
             progress(i + 1, len(paths))
-    distances: np.ndarray | None = None
-    unit: FocusUnit | None = None
+    return frames
+
+
+def _finish(
+    stack: FocalStack,
+    focus_distances: str | Path | None,
+    reverse: bool,
+    lazy: bool,
+    *,
+    sidecar_default: bool,
+) -> FocalStack:
+    """Focus distances (a sidecar wins over what the files say), then the order."""
+    paths, n = stack.paths, stack.n
+    distances, unit = stack.focus_distances, stack.focus_unit
+    metadata = stack.metadata
     sidecar = Path(focus_distances) if focus_distances else paths[0].parent / FOCUS_SIDECAR
     if focus_distances and not sidecar.is_file():
         raise DffError(f"{sidecar}: no such focus-distance file")
-    metadata: dict[str, str] = {}
-    if sidecar.is_file():  # the sidecar wins over EXIF
-        distances, unit = read_focus_distances(sidecar, len(paths))
+    if sidecar.is_file() and (focus_distances or sidecar_default):  # the sidecar wins
+        distances, unit = read_focus_distances(sidecar, n)
         metadata["focus_distances_source"] = str(sidecar)
-    else:
+    elif distances is None and sidecar_default:
         distances = _exif_focus_distances(paths)
         if distances is not None:
             unit = "m"
             metadata["focus_distances_source"] = "exif"
+    frames = stack.frames
     if reverse:
         frames = frames.reversed() if lazy else frames[::-1].copy()
-        paths = paths[::-1]
+        if len(paths) == n:
+            paths = paths[::-1]
         distances = distances[::-1].copy() if distances is not None else None
-    logger.info(
-        "read %d frames of %dx%d from %s",
-        len(paths),
-        first.shape[1],
-        first.shape[0],
-        paths[0].parent,
-    )
-    return FocalStack(frames, paths, distances, unit, metadata)
+    shape = frames.shape
+    logger.info("read %d frames of %dx%d from %s", n, shape[2], shape[1], paths[0].parent)
+    return FocalStack(frames, list(paths), distances, unit, metadata)

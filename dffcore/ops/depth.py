@@ -14,7 +14,12 @@ def index_to_depth(index: np.ndarray, distances: np.ndarray, unit: FocusUnit) ->
     0 diopters (focus at infinity) gives an infinite depth. Defocus blur is linear in
     diopters, so a fractional index between two slices is a fraction of their diopter
     step, not of their distance in metres.
+
+    ``unit == "z"``: ``distances`` are focal-plane positions along the optical axis in
+    metres (a microscope's z-stack); the depth is the position, interpolated linearly.
     """
+    if unit == "z":
+        return np.interp(index, np.arange(len(distances)), distances).astype(np.float32)
     diopters = 1.0 / np.asarray(distances, np.float64) if unit == "m" else np.asarray(distances)
     d = np.interp(index, np.arange(len(diopters)), diopters)
     with np.errstate(divide="ignore"):
