@@ -20,6 +20,7 @@ from dffcore.core.data import AlignedStack, DepthResult, FocalStack, FocusVolume
 from dffcore.core.registry import default_registry
 from dffcore.eval.metrics import depth_edges, psnr, seam_strength
 from dffcore.eval.synth import SynthStack, render_stack
+from dffcore.ops.convert import to_float32
 
 from .conftest import dff
 
@@ -348,3 +349,47 @@ def test_multiband_fills_holes_of_a_float_stack_without_writing_to_its_frames() 
         outs.append(_compositor("multiband")(result, volume, aligned, Context(jobs=2)))
         np.testing.assert_array_equal(frames, before)
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_multiband_one_hot_weights_of_whole_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole-slice depths with a spread that cuts the neighbours (weights 'sharpest'):
+    all of a pixel's weight is on its frame, none where that frame has no data (unless
+    no frame has), and frames that are nobody's depth are skipped; exactly the weights
+    of the Gaussian path. A fractional depth still spreads its weight over two frames."""
+    from dffcore_plugins.composite import multiband
+    from dffcore_plugins.composite.multiband import frame_weights
+
+    rng = np.random.default_rng(0)
+    n = 6
+    index = rng.integers(0, n - 1, (20, 30)).astype(np.float32)  # frame 5 never used
+    valid = rng.random((n, 20, 30)) > 0.2
+    valid[:, :2, :2] = False  # no frame has data: the pixel's own frame still counts
+    weight = frame_weights(index, n, valid, spread=0.25)
+    assert weight(n - 1) is None
+    for k in range(n - 1):
+        own = (index == k) & (valid[k] | ~valid.any(axis=0))
+        np.testing.assert_array_equal(weight(k), own.astype(np.float32))
+    with monkeypatch.context() as m:  # the general (Gaussian) path gives the same
+        m.setattr(multiband, "whole_slices", lambda d, depth_weight: False)
+        gauss = frame_weights(index, n, valid, spread=0.25)
+        for k in range(n):
+            a, b = weight(k), gauss(k)
+            assert (a is None) == (b is None)
+            if a is not None:
+                np.testing.assert_array_equal(a, b)
+    index[0, 0] = 2.5
+    weight = frame_weights(index, n, None, spread=0.25)
+    assert 0 < weight(2)[0, 0] == weight(3)[0, 0] < 1
+
+
+def test_blend_frames_of_whole_slices_are_the_frames() -> None:
+    """No fractional part: ``blend_frames`` is the frames at the index (as float32)."""
+    from dffcore_plugins.composite.blend import blend_frames
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (5, 8, 9, 3)).astype(np.uint8)
+    index = rng.integers(0, 5, (8, 9)).astype(np.float32)
+    expected = np.take_along_axis(frames, index.astype(int)[None, ..., None], 0)[0]
+    out = blend_frames(frames, index)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, to_float32(expected))

@@ -142,3 +142,39 @@ def test_threaded_masked_slices_match_and_may_be_overwritten_behind() -> None:
     for i, s in enumerate(masked_slices(volume, 2.0, jobs=2)):
         np.testing.assert_array_equal(s, expected[i])
         work[i] = -1.0
+
+
+@pytest.mark.parametrize("n", [5, 300])  # the uint8 running index and the int32 one
+@pytest.mark.parametrize("missing", [True, False])
+def test_scan_matches_numpy_argmax_nanmax_and_sums(n: int, missing: bool) -> None:
+    """The streaming scan against numpy's whole-volume reductions: index = first argmax
+    of the valid values (ties included), best = nanmax, total/count over valid values;
+    ``totals=False`` gives the same index and best without them."""
+    rng = np.random.default_rng(n)
+    data = np.round(rng.random((n, 6, 7)) * 3).astype(np.float32)  # many ties
+    if missing:
+        data[rng.random(data.shape) < 0.3] = np.nan
+        data[:, 0, 0] = np.nan  # no valid value: best -inf, index 0
+    filled = np.where(np.isnan(data), -np.inf, data)
+    for totals in (True, False):
+        scan = scan_slices(iter(data), data.shape, missing=missing, totals=totals)
+        assert scan.index.dtype == np.int32
+        np.testing.assert_array_equal(scan.index, filled.argmax(axis=0))
+        np.testing.assert_array_equal(scan.best, filled.max(axis=0))
+        if totals:
+            np.testing.assert_array_equal(scan.count, np.isfinite(data).sum(axis=0))
+            np.testing.assert_allclose(scan.total, np.nansum(data, axis=0), rtol=1e-6)
+        else:
+            assert scan.total is None and scan.count is None
+
+
+@pytest.mark.parametrize("totals", [True, False])
+def test_scan_of_single_pixel_slices(totals: bool) -> None:
+    """1×1 slices (OpenCV reads a tiny array next to a number as a scalar: the scan must
+    not)."""
+    data = np.array([[[0.5]], [[np.nan]], [[0.7]], [[0.2]]], np.float32)
+    scan = scan_slices(data, data.shape, totals=totals)
+    assert scan.index.tolist() == [[2]] and scan.best.tolist() == [[np.float32(0.7)]]
+    if totals:
+        assert scan.count.tolist() == [[3]]
+        assert scan.total.tolist() == [[np.float32(0.5) + np.float32(0.7) + np.float32(0.2)]]

@@ -183,7 +183,7 @@ class SliceAggregator(Aggregator):
         buf /= np.maximum(total, np.float32(1e-12))
         # guide: selection at the argmax of the smoothed slices (a streaming argmax: numpy's
         # argmax along the first axis of an (N,H,W) array is several times slower)
-        peak = scan_slices(buf, buf.shape, missing=False).index
+        peak = scan_slices(buf, buf.shape, missing=False, totals=False).index
         guide = to_float32(take_frames(aligned.frames, peak, aligned.valid))
         smoother = wls_smoother(guide, p.wls_lambda, p.wls_sigma * mean_edge(guide))
 
@@ -220,7 +220,8 @@ def preliminary_guide(
 ) -> np.ndarray:
     """All-in-focus image (grey, or RGB in [0, 1]) by selection at the raw volume's argmax."""
     missing = volume.valid is not None
-    index = scan_slices(masked_slices(volume, 0.0), volume.data.shape, missing=missing).index
+    slices = masked_slices(volume, 0.0)
+    index = scan_slices(slices, volume.data.shape, missing=missing, totals=False).index
     picked = take_frames(aligned.frames, index)
     return to_float32(picked) if colour else to_grey(picked)
 

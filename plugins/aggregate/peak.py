@@ -65,18 +65,23 @@ class PeakAggregator(SliceAggregator):
                 size = (volume.n, *half_size(votes.shape))
                 small = votes.reshape(-1)[: math.prod(size)].reshape(size)
                 local_votes = coarse_slices(volume, p.local_sigma, votes, ctx.jobs)
-                local_scan = scan_slices(local_votes, small.shape, out=small, missing=missing)
+                local_scan = scan_slices(
+                    local_votes, small.shape, out=small, missing=missing, totals=False
+                )
                 local = upsample(self.refine(small, local_scan), index.shape)
             else:  # slice i read, then replaced
                 local_votes = masked_slices(volume, p.local_sigma, votes, ctx.jobs)
-                local_scan = scan_slices(local_votes, votes.shape, out=votes, missing=missing)
+                local_scan = scan_slices(
+                    local_votes, votes.shape, out=votes, missing=missing, totals=False
+                )
                 local = self.refine(votes, local_scan)
             agree = np.abs(local - index) <= p.local_gate
             index = np.where(agree, 0.5 * (local + index), index).astype(np.float32)
         return DepthResult(index=index, confidence=confidence)
 
     def refine(self, curves: np.ndarray, scan: Scan) -> np.ndarray:
-        """Fractional index (H,W) float32 from the curves (NaN = missing) and the argmax."""
+        """Fractional index (H,W) float32 from the curves (NaN = missing) and the argmax
+        (``scan.index`` and ``scan.best`` only: the local estimate's scan has no totals)."""
         raise NotImplementedError
 
 

@@ -54,6 +54,8 @@ def blend_frames(
     """The ``blend`` composite as float32 (H,W,C) (integers scaled to [0, 1])."""
     lo, hi, t = bracket(index, frames.shape[0], valid)
     a = pick(frames, lo)
+    if not t.any():  # whole slices: the frames at ``lo`` as they are
+        return to_float32(a)
     b = pick(frames, hi)
     return _mix(a, b, t)
 

@@ -140,7 +140,7 @@ def sharpest_frame(volume: FocusVolume, sigma: float, jobs: int = 1) -> np.ndarr
     ``jobs`` threads) is highest among the frames with data there."""
     missing = volume.valid is not None
     slices = masked_slices(volume, sigma, jobs=jobs)
-    scan = scan_slices(slices, volume.data.shape, missing=missing)
+    scan = scan_slices(slices, volume.data.shape, missing=missing, totals=False)
     return scan.index.astype(np.float32)
 
 
@@ -171,7 +171,9 @@ def frame_weights(
     textureless pixels average the frames); 'both': the product. Frames without data at
     a pixel get weight 0 there (unless no frame has data there). The weights of all
     frames sum to 1 at every pixel. Only the per-pixel sum is kept: each call computes
-    one frame's weight, on the rows and columns where it can be non-zero.
+    one frame's weight, on the rows and columns where it can be non-zero. Whole-slice
+    depths with a spread that cuts the neighbours give one-hot weights
+    (:func:`one_hot_weights`: the same values, without the Gaussians).
     """
     if mode not in ("depth", "focus", "both"):
         raise ValueError(f"unknown weights {mode!r}")
@@ -214,6 +216,9 @@ def frame_weights(
         wk = cv2.exp(arg)
         cv2.threshold(wk, floor, 0, cv2.THRESH_TOZERO, dst=wk)
         return wk
+
+    if mode == "depth" and whole_slices(d, depth_weight):
+        return one_hot_weights(d, n, valid, none_valid)
 
     def raw(k: int, win: tuple[slice, slice]) -> np.ndarray:
         if mode != "focus":
@@ -260,6 +265,36 @@ def frame_weights(
         out = np.zeros((h, w), np.float32)
         out[win] = wk
         return out
+
+    return weight
+
+
+def whole_slices(d: np.ndarray, depth_weight: Callable[[np.ndarray], np.ndarray]) -> bool:
+    """Whether the depth weights are one-hot: ``d`` holds whole slices only (e.g. each
+    pixel's sharpest frame) and ``depth_weight`` cuts a frame one slice away to 0."""
+    one = np.ones((1, 8), np.float32)
+    return not depth_weight(one).any() and not np.any(d != np.floor(d))
+
+
+def one_hot_weights(
+    d: np.ndarray, n: int, valid: np.ndarray | None, none_valid: np.ndarray | None
+) -> Callable[[int], np.ndarray | None]:
+    """:func:`frame_weights` where each pixel's weight is all on frame ``d`` (whole
+    slices, the neighbours cut): 1 there when that frame has data at the pixel (or no
+    frame has), else 0 for every frame. The same weights from one label map: a
+    comparison per frame instead of the Gaussians and the normalisation."""
+    labels = d.astype(np.int32)
+    if valid is not None:
+        ok = pick(valid, labels)
+        if none_valid is not None:
+            ok |= none_valid
+        labels[~ok] = -1  # no frame gets weight there
+    counts = np.bincount(labels.ravel() + 1, minlength=n + 1)[1:]
+
+    def weight(k: int) -> np.ndarray | None:
+        if not counts[k]:
+            return None
+        return np.equal(labels, k).astype(np.float32)
 
     return weight
 
