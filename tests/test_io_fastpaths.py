@@ -20,7 +20,8 @@ from dffcore.core.errors import DffError
 from dffcore.io.headers import header_size
 from dffcore.io.images import image_size, read_image, write_png_text
 from dffcore.io.outputs import package_version
-from dffcore.ops.warp import inside, warp
+from dffcore.io.stack import read_stack
+from dffcore.ops.warp import grid, inside, shift_transform, warp
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -180,3 +181,22 @@ def test_warp_into_a_strided_out_still_fills_it() -> None:
     out = big[:, ::2]  # not contiguous: OpenCV cannot write into it
     assert warp(frame, t, (20, 30), "linear", out=out) is out
     assert np.array_equal(out, warp(frame, t, (20, 30), "linear"))
+
+
+def test_a_truncated_png_header_is_a_clear_error(tmp_path: Path) -> None:
+    """The PNG signature and IHDR with the size cut off: left to the parsers, then a
+    one-line error naming the file (not an internal error)."""
+    stub = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00"
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(stub)
+    assert header_size(tmp_path / "a.png") is None
+    with pytest.raises(DffError, match=r"a\.png"):
+        read_stack(tmp_path)
+
+
+def test_shifting_a_dense_map_crops_it_even_at_the_origin() -> None:
+    t = grid((7, 9)) + np.float32(0.5)
+    out = shift_transform(t, 0, 0, (5, 6))
+    assert out.shape == (5, 6, 2)
+    np.testing.assert_array_equal(out, t[:5, :6])
+    np.testing.assert_array_equal(shift_transform(t, 2, 1, (5, 6)), t[1:6, 2:8])

@@ -295,3 +295,35 @@ def test_stage_peaks_are_their_own_and_the_process_peak_is_kept() -> None:
     first, second = recorder.as_list()
     assert first.peak_rss_mb - second.peak_rss_mb > 300
     assert process_peak_mb() >= first.peak_rss_mb - 1
+
+
+def test_bands_start_on_even_rows(shaky: dffcore.FocalStack, monkeypatch) -> None:
+    """Half-resolution stages (best's local estimate) sample every other row from a
+    region's first row: a band that starts on an odd row would sample other rows than
+    the whole image does."""
+    starts: list[int] = []
+    for cls in (frames_module.InMemoryFrames, StreamedFrames):
+
+        def spy(self, a: int, b: int, rows=cls.rows):
+            starts.append(a)
+            return rows(self, a, b)
+
+        monkeypatch.setattr(cls, "rows", spy)
+    spec = validate({**LOCAL, "aggregate": {"name": "gaussian", "params": {"local_sigma": 3}}})
+    for band in (11, 12, 13):
+        dffcore.run_pipeline(spec, shaky, band_rows=band)
+    assert len(starts) > 9 and all(a % 2 == 0 for a in starts), starts
+
+
+def test_a_failed_stage_stops_its_memory_sampler(shaky: dffcore.FocalStack) -> None:
+    import threading
+
+    def sampling() -> int:
+        return sum(1 for t in threading.enumerate() if "_sample" in t.name)
+
+    before = sampling()
+    recorder = Recorder()
+    for _ in range(3):
+        with pytest.raises(ZeroDivisionError):
+            recorder.measure("focus", "x", lambda: 1 / 0)
+    assert sampling() == before

@@ -43,7 +43,7 @@ def header_size(path: str | Path) -> tuple[int, int, int | None] | None:
         with open(path, "rb") as f:
             head = f.read(24)
             if head.startswith(PNG_SIGNATURE):
-                if head[12:16] != b"IHDR":
+                if len(head) < 24 or head[12:16] != b"IHDR":
                     return None
                 w, h = struct.unpack(">II", head[16:24])
                 return w, h, None

@@ -199,7 +199,7 @@ def scale_transform(t: Transform, s: float, shape: tuple[int, int]) -> Transform
 
 def shift_transform(t: Transform, x0: int, y0: int, shape: tuple[int, int]) -> Transform:
     """``t`` on the grid of the crop of ``shape`` whose corner is (x0, y0)."""
-    if x0 == 0 and y0 == 0:
+    if x0 == 0 and y0 == 0 and not is_map(t):
         return t
     if t is None:
         t = np.eye(3)

@@ -237,7 +237,9 @@ def process(
     covered = np.zeros(n)  # pixels of the output grid each frame has data for
     curves = CurveSums.for_image(h, w)  # is there focus information at all?
     for done, group in enumerate(groups, 1):
-        windows = [(max(a - plan.margin, 0), min(b + plan.margin, h)) for a, b in group]
+        # windows start on even rows: stages that work at half resolution (best's local
+        # estimate) then sample the same rows in every band as in the whole image
+        windows = [(_even(max(a - plan.margin, 0)), min(b + plan.margin, h)) for a, b in group]
         parts = [frames.rows(ra, rb) for ra, rb in windows]
         results, volumes = run_stages(stages, components, parts, call)
         regions_of = zip(group, windows, parts, results, volumes, strict=True)
@@ -271,6 +273,10 @@ def process(
         "focus_evidence": evidence,
     }
     return DepthResult(index, confidence, aif, diagnostics=diagnostics[0]), volume
+
+
+def _even(row: int) -> int:
+    return row - row % 2
 
 
 def run_stages(

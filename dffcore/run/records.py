@@ -116,8 +116,11 @@ class Recorder:
         """``work()``, recorded as stage ``path`` (component ``name``)."""
         self.meter.reset()
         t0 = time.perf_counter()
-        out = work()
-        self.add(path, name, time.perf_counter() - t0, self.meter.peak_mb())
+        try:
+            out = work()
+        finally:  # stops the sampling thread, also when the stage fails
+            peak = self.meter.peak_mb()
+        self.add(path, name, time.perf_counter() - t0, peak)
         return out
 
     def add(self, path: str, name: str, seconds: float, peak: float | None) -> None:
