@@ -38,6 +38,8 @@ _EXPORTS = {
             "Context",
             "FocusMeasure",
             "Params",
+            "ReadRequest",
+            "Reader",
             "Regularizer",
         ),
         "dffcore.core.components",
@@ -78,6 +80,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         Context,
         FocusMeasure,
         Params,
+        Reader,
+        ReadRequest,
         Regularizer,
     )
     from dffcore.core.data import AlignedStack, Alignment, DepthResult, FocalStack, FocusVolume
@@ -103,6 +107,8 @@ __all__ = [
     "FocusVolume",
     "Params",
     "PipelineSpec",
+    "ReadRequest",
+    "Reader",
     "Registrar",
     "Regularizer",
     "Run",

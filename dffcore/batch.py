@@ -7,7 +7,12 @@ resumes where it stopped. A failing stack is recorded with its one-line error an
 not stop the others. ``OUT/batch_summary.csv`` and ``OUT/batch_summary.md`` list every
 stack's status (``done``, ``skipped``, ``failed``), seconds, output folder and error.
 
-Naming: a stack's name is its folder name. When several stacks share a name, the first
+Stacks: folders of frames, and files that hold a whole stack (a z-stack TIFF, a video:
+files a container reader takes, :func:`dffcore.io.readers.choose_reader`). The reader
+options of ``dff run`` (``--frames``, ``--reader``, ``--read``) apply to every stack.
+
+Naming: a stack's name is its folder name, or its file name without the ending its reader
+is chosen by (``sample.ome.tif`` -> ``sample``). When several stacks share a name, the first
 (in the order given) keeps it and the others get ``-2``, ``-3``, ... (the smallest suffix
 that is not another stack's name), so names are stable as long as the order is.
 
@@ -18,7 +23,7 @@ leftovers are removed by the next run into that folder, e.g. the retry). A folde
 taken as done exactly when its ``run.json`` is of the current resolved spec (same
 :func:`spec_hash`), every file it lists exists and the stack's files are the ones it was
 computed from (path, size and modification time of every frame and of the focus-distance
-sidecar, :func:`dffcore.io.identity.file_identity`).
+sidecar, :func:`dffcore.io.identity.file_identity`) with the same reader options.
 
 Executors: ``local`` runs the stacks one after the other in this process when
 ``jobs == 1`` (each pipeline may use every core), otherwise in a process pool of ``jobs``
@@ -33,12 +38,11 @@ scheduler, the stack and output paths must be visible to the workers under the s
 
 from __future__ import annotations
 
-import glob as globmod
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,10 @@ from dffcore.core.errors import DffError, one_line
 from dffcore.core.spec import PipelineSpec, spec_hash
 from dffcore.io.identity import file_identity
 from dffcore.io.images import atomic_write_bytes
-from dffcore.io.stack import FOCUS_SIDECAR, list_frames, natural_key
+from dffcore.io.readers import read_record
+from dffcore.io.stack import FOCUS_SIDECAR, list_frames
+from dffcore.io.stacklist import collect_stacks as collect_stacks  # the batch's stack list
+from dffcore.io.stacklist import unique_names
 from dffcore.report.tables import Block, Heading, Paragraph, Table, to_csv, to_markdown
 
 logger = logging.getLogger(__name__)
@@ -58,101 +65,27 @@ ProgressCallback = Callable[[str, int, int], None]
 EXECUTORS = ("local", "dask")
 SUMMARY_COLUMNS = ("name", "status", "seconds", "output", "error", "stack")
 DASK_HINT = "pip install 'dffcore[dask]'"
+#: reader options of a batch: read_stack's ``frames``, ``reader`` and ``read_params``
+ReadOptions = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class BatchTask:
-    """One stack of a batch: its unique ``name``, its folder and its output folder."""
+    """One stack of a batch: its unique ``name``, its folder or file and its output folder."""
 
     name: str
     stack: Path
     out: Path
 
 
-# -- the stack list --------------------------------------------------------------
-def collect_stacks(sources: Sequence[str | Path]) -> list[Path]:
-    """Stack folders from folders, glob patterns matching folders, and ``@list.txt`` files.
-
-    A list file holds one folder (or pattern) per line; blank lines and lines starting
-    with ``#`` are ignored; relative entries are relative to the list file's folder.
-    Duplicates (the same folder twice) are dropped; the order is kept, pattern matches in
-    natural order. Raises :class:`DffError` for a missing folder, a pattern that matches
-    no folder, or an empty list.
-    """
-    found: list[Path] = []
-    for source in sources:
-        text = str(source)
-        if text.startswith("@"):
-            found.extend(_read_list(Path(text[1:])))
-        else:
-            found.extend(_expand(text, text))
-    if not found:
-        raise DffError("no stacks given: name folders, glob patterns or @list.txt files")
-    unique: dict[Path, Path] = {}
-    for path in found:
-        unique.setdefault(path.resolve(), path)
-    return list(unique.values())
-
-
-def _read_list(path: Path) -> list[Path]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        why = getattr(exc, "strerror", None) or exc
-        raise DffError(f"@{path}: cannot read the stack list: {why}") from None
-    out: list[Path] = []
-    for lineno, line in enumerate(lines, 1):
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
-        full = entry if Path(entry).is_absolute() else str(path.parent / entry)
-        out.extend(_expand(full, f"{path}:{lineno}: {entry}"))
-    if not out:
-        raise DffError(f"@{path}: lists no stack folders (one folder per line, # comments)")
-    return out
-
-
-def _expand(text: str, label: str) -> list[Path]:
-    if any(c in text for c in "*?["):
-        matches = [Path(p) for p in globmod.glob(text) if Path(p).is_dir()]
-        if not matches:
-            raise DffError(f"{label}: the pattern matches no folders")
-        return sorted(matches, key=lambda p: natural_key(str(p)))
-    path = Path(text)
-    if path.is_dir():
-        return [path]
-    if path.exists():
-        raise DffError(f"{label}: is a file; a stack is a folder of images")
-    raise DffError(f"{label}: no such folder")
-
-
-def unique_names(stacks: Sequence[str | Path]) -> list[str]:
-    """Output folder names: the folder name, ``-2``, ``-3``, ... for later namesakes."""
-    bases = [Path(s).resolve().name or "stack" for s in stacks]
-    taken: set[str] = set()
-    names: list[str | None] = [None] * len(bases)
-    for i, base in enumerate(bases):  # first occurrences keep their name
-        if base not in taken:
-            names[i] = base
-            taken.add(base)
-    reserved = set(bases)
-    for i, base in enumerate(bases):
-        if names[i] is None:
-            k = 2
-            while f"{base}-{k}" in taken or f"{base}-{k}" in reserved:
-                k += 1
-            names[i] = f"{base}-{k}"
-            taken.add(names[i])
-    return [str(n) for n in names]
-
-
+# -- the tasks -------------------------------------------------------------------
 def plan(stacks: Sequence[str | Path], out: str | Path) -> list[BatchTask]:
     """One task per stack, with absolute paths; refuses an output folder that is a stack."""
     out = Path(out).resolve()
     tasks = []
     for stack, name in zip(stacks, unique_names(stacks), strict=True):
         task = BatchTask(name, Path(stack).resolve(), out / name)
-        if task.out == task.stack:
+        if task.out == task.stack or (task.stack.is_file() and task.out == task.stack.parent):
             raise DffError(
                 f"-o {out}: would write the results of {stack} into the stack folder itself; "
                 "choose an output folder outside the stacks' parent"
@@ -180,16 +113,25 @@ def _listed_outputs(record: dict[str, Any]) -> list[str]:
 
 def stack_files(stack: str | Path) -> list[Path]:
     """The files a stack's result depends on: its frames in reading order, then the
-    ``focus_distances.txt`` sidecar next to them when there is one."""
+    ``focus_distances.txt`` sidecar next to them when there is one; for a stack file,
+    the file (a sidecar next to it is not read)."""
     paths = list_frames(stack)
+    if Path(stack).is_file():
+        return paths
     sidecar = paths[0].parent / FOCUS_SIDECAR
     return [*paths, sidecar] if sidecar.is_file() else paths
 
 
-def is_complete(out_dir: str | Path, spec: PipelineSpec, stack: str | Path | None = None) -> bool:
+def is_complete(
+    out_dir: str | Path,
+    spec: PipelineSpec,
+    stack: str | Path | None = None,
+    read: ReadOptions | None = None,
+) -> bool:
     """True when ``out_dir`` holds a complete result of ``spec`` (see the module doc) and,
     with ``stack``, of that stack's files as they are now: the record's ``stack.files``
-    (path, size, modification time of every frame and the sidecar) must match."""
+    (path, size, modification time of every frame and the sidecar) must match, and so
+    must the reader options ``read`` (``stack.read``)."""
     out_dir = Path(out_dir)
     record = _read_record(out_dir)
     if record is None or not isinstance(record.get("spec"), dict):
@@ -206,7 +148,11 @@ def is_complete(out_dir: str | Path, spec: PipelineSpec, stack: str | Path | Non
         now = file_identity(stack_files(stack))
     except DffError:  # the stack is gone or empty now: run it to report why
         return False
-    return isinstance(recorded, dict) and recorded.get("files") == now
+    return (
+        isinstance(recorded, dict)
+        and recorded.get("files") == now
+        and recorded.get("read") == read_record(read)
+    )
 
 
 # -- one stack -----------------------------------------------------------------
@@ -217,6 +163,7 @@ def run_one(
     *,
     spec_file: str | None = None,
     threads: int | None = None,
+    read: ReadOptions | None = None,
 ) -> dict[str, Any]:
     """Read one stack, run ``spec`` on it and write its output folder.
 
@@ -225,7 +172,7 @@ def run_one(
     spec : PipelineSpec
         The validated pipeline.
     stack_path : str or Path
-        Folder of frames (with an optional ``focus_distances.txt``).
+        Folder of frames (with an optional ``focus_distances.txt``) or a stack file.
     out_dir : str or Path
         Output folder; its name is the stack's name in the batch.
     spec_file : str, optional
@@ -233,6 +180,9 @@ def run_one(
     threads : int, optional
         Threads for the pipeline; when given, also ``cv2.setNumThreads(threads)`` (for
         pool and cluster workers, which run one single-threaded pipeline each).
+    read : mapping, optional
+        Reader options passed to :func:`dffcore.io.stack.read_stack`: ``frames``,
+        ``reader``, ``read_params`` (recorded in ``run.json``'s ``stack.read``).
 
     Returns
     -------
@@ -254,9 +204,11 @@ def run_one(
     row = _row(out_dir.name, stack_path, out_dir)
     t0 = time.perf_counter()
     try:
-        stack = read_stack(stack_path, lazy=spec.memory is not None)  # --set memory=...: streamed
+        options = read_record(read) or {}
+        lazy = spec.memory is not None  # --set memory=...: streamed
+        stack = read_stack(stack_path, lazy=lazy, **options)
         run = run_pipeline(spec, stack, jobs=threads)
-        write_outputs(run, out_dir, spec_file=spec_file)
+        write_outputs(run, out_dir, spec_file=spec_file, read_options=read_record(read))
     except DffError as exc:
         row.update(status="failed", error=one_line(exc))
     else:
@@ -287,6 +239,7 @@ def run_batch(
     force: bool = False,
     client: Any = None,
     progress: ProgressCallback | None = None,
+    read: ReadOptions | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``spec`` on every stack; write ``OUT/batch_summary.csv`` and ``.md``.
 
@@ -295,7 +248,7 @@ def run_batch(
     spec : PipelineSpec
         The validated pipeline.
     stacks : sequence of str or Path
-        Stack folders (see :func:`collect_stacks`).
+        Stack folders and stack files (see :func:`collect_stacks`).
     out : str or Path
         Output root; stack ``name`` goes to ``out/name/``.
     spec_file : str, optional
@@ -316,6 +269,9 @@ def run_batch(
         Dask: use this client (and its cluster) instead of starting one.
     progress : callable, optional
         ``progress("batch", done, total)`` after each stack.
+    read : mapping, optional
+        Reader options of every stack (``frames``, ``reader``, ``read_params``, as
+        :func:`dffcore.io.stack.read_stack` takes them).
 
     Returns
     -------
@@ -345,7 +301,7 @@ def run_batch(
 
     pending: list[int] = []
     for i, task in enumerate(tasks):
-        if not force and is_complete(task.out, spec, task.stack):
+        if not force and is_complete(task.out, spec, task.stack, read):
             record(i, _row(task.name, task.stack, task.out, status="skipped", seconds=0.0))
         else:
             pending.append(i)
@@ -354,17 +310,29 @@ def run_batch(
             pass
         elif dask is not None:
             _run_dask(
-                dask, spec, tasks, pending, record, spec_file, workers, scheduler, retries, client
+                dask,
+                spec,
+                tasks,
+                pending,
+                record,
+                spec_file,
+                workers,
+                scheduler,
+                retries,
+                client,
+                read,
             )
         elif jobs == 1:
             for i in pending:
                 try:
-                    row = run_one(spec, tasks[i].stack, tasks[i].out, spec_file=spec_file)
+                    row = run_one(
+                        spec, tasks[i].stack, tasks[i].out, spec_file=spec_file, read=read
+                    )
                 except Exception as exc:  # not a DffError: an internal error, recorded
                     row = _failed(tasks[i], exc)
                 record(i, row)
         else:
-            _run_pool(spec, tasks, pending, record, spec_file, jobs)
+            _run_pool(spec, tasks, pending, record, spec_file, jobs, read)
     finally:  # leftovers of tasks killed during this batch (a Dask worker that died)
         from dffcore.io.outputs import remove_leftovers
 
@@ -424,6 +392,7 @@ def _run_pool(
     record: Callable[[int, dict[str, Any]], None],
     spec_file: str | None,
     jobs: int,
+    read: ReadOptions | None,
 ) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -432,7 +401,13 @@ def _run_pool(
     with ProcessPoolExecutor(min(jobs, len(pending)), mp_context=ctx) as pool:
         futures = {
             pool.submit(
-                run_one, spec, tasks[i].stack, tasks[i].out, spec_file=spec_file, threads=1
+                run_one,
+                spec,
+                tasks[i].stack,
+                tasks[i].out,
+                spec_file=spec_file,
+                threads=1,
+                read=read_record(read),
             ): i
             for i in pending
         }
@@ -459,6 +434,7 @@ def _run_dask(
     scheduler: str | None,
     retries: int,
     client: Any,
+    read: ReadOptions | None,
 ) -> None:
     cluster = own_client = None
     try:
@@ -490,6 +466,7 @@ def _run_dask(
                 str(t.out),
                 spec_file=spec_file,
                 threads=1,
+                read=read_record(read),
                 pure=False,
                 retries=retries,
                 key=f"dff-batch-{t.name}-{uuid.uuid4().hex[:8]}",

@@ -158,10 +158,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--shake-px", type=float, default=0.0, help="hand shake: shift std (px)")
     s.add_argument("--shake-deg", type=float, default=0.0, help="hand shake: rotation std (°)")
+    s.add_argument(
+        "--format",
+        choices=["folder", "ome-tiff", "imagej-tiff"],
+        default="folder",
+        help="folder: one PNG a frame (default); ome-tiff / imagej-tiff: one 16-bit grey "
+        "z-stack OUT/stack.ome.tif or OUT/stack.tif with its z step",
+    )
+    s.add_argument(
+        "--z-step", type=float, default=1.0, metavar="UM", help="TIFF z step in µm (default 1)"
+    )
 
     b = sub.add_parser("batch", help="run a pipeline on many stacks, locally or on Dask")
     b.add_argument("pipeline", help="pipeline YAML file, or a built-in name (classic)")
-    b.add_argument("stacks", nargs="+", help="stack folders, glob patterns, or @list.txt files")
+    b.add_argument(
+        "stacks",
+        nargs="+",
+        help="stack folders, stack files (a z-stack TIFF, a video), glob patterns, or "
+        "@list.txt files",
+    )
     b.add_argument("-o", "--out", required=True, help="output root: one folder per stack")
     b.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--executor", choices=["local", "dask"], default="local")
@@ -170,6 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=int, default=1, help="local worker processes (default 1)")
     b.add_argument("--retries", type=int, default=2, help="Dask retries of a failed task")
     b.add_argument("--force", action="store_true", help="recompute finished stacks")
+    _read_options(b)
     b.add_argument("--allow-corrupt", action="store_true", help=ALLOW_CORRUPT_HELP)
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
@@ -252,7 +268,7 @@ def _check_common(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from dffcore.core.spec import find_pipeline, load_spec, parse_memory
     from dffcore.io.outputs import check_output_dir, write_outputs
-    from dffcore.io.readers import parse_read_params
+    from dffcore.io.readers import parse_read_params, read_record
     from dffcore.io.stack import read_stack
     from dffcore.run.engine import run_pipeline
 
@@ -268,6 +284,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)  # fail before the work, not after it
     bar = ProgressBar(sys.stderr, sys.stderr.isatty() and not args.quiet)
     source = args.stack if len(args.stack) > 1 else args.stack[0]
+    read_params = parse_read_params(args.read_params)
     try:
         stack = read_stack(
             source,
@@ -279,17 +296,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
             allow_corrupt=args.allow_corrupt or None,  # None: DFF_ALLOW_CORRUPT decides
             frames=args.frames,
             reader=args.reader,
-            read_params=parse_read_params(args.read_params),
+            read_params=read_params,
         )
-        if args.ply and stack.focus_distances is None:
-            raise DffError(
-                f"--ply: {stack.paths[0].parent}: a point cloud needs focus distances: put "
-                "focus_distances.txt next to the frames (one distance per frame in reading "
-                "order, in metres; '# unit: diopter' for diopters) or pass --focus-distances FILE"
-            )
+        if args.ply:
+            from dffcore.io.pointcloud import point_cloud_problem
+
+            if (problem := point_cloud_problem(stack)) is not None:
+                raise DffError(f"--ply: {problem}")  # before the work, not after it
         run = run_pipeline(spec, stack, progress=bar, jobs=args.jobs, memory=memory)
+        read = {"frames": args.frames, "reader": args.reader, "read_params": read_params}
         files = write_outputs(
-            run, args.out, spec_file=str(pipeline), reversed_=args.reverse, point_cloud=args.ply
+            run,
+            args.out,
+            spec_file=str(pipeline),
+            reversed_=args.reverse,
+            point_cloud=args.ply,
+            read_options=read_record(read),
         )
     finally:
         bar.close()
@@ -409,7 +431,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from dffcore.eval.synth import render_stack, write_stack
+    from pathlib import Path
+
+    from dffcore.eval.synth import TIFF_FORMATS, render_stack, write_stack, write_stack_tiff
 
     try:
         h, w = (int(v) for v in args.size.lower().split("x"))
@@ -426,6 +450,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         shake_px=args.shake_px,
         shake_deg=args.shake_deg,
     )
+    if args.format != "folder":
+        fmt = args.format.removesuffix("-tiff")
+        path = write_stack_tiff(
+            synth, Path(args.out) / TIFF_FORMATS[fmt], fmt, z_step_um=args.z_step
+        )
+        print(f"wrote {synth.frames.shape[0]} frames to {path}, ground truth to {args.out}")
+        return 0
     paths = write_stack(synth, args.out)
     print(f"wrote {len(paths)} frames and ground truth to {args.out}")
     return 0
@@ -436,10 +467,19 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     from dffcore.batch import collect_stacks, run_batch, totals
     from dffcore.core.spec import find_pipeline, load_spec
+    from dffcore.io.readers import make_reader, parse_frames, parse_read_params
 
     pipeline = find_pipeline(args.pipeline)
     spec = load_spec(pipeline, args.overrides)  # validated once, before any work
-    stacks = collect_stacks(args.stacks)
+    parse_frames(args.frames)  # reader options too
+    read = {
+        "frames": args.frames,
+        "reader": args.reader,
+        "read_params": parse_read_params(args.read_params),
+    }
+    stacks = collect_stacks(args.stacks, reader=args.reader)
+    if args.reader is not None:
+        make_reader(args.reader, read["read_params"])
     if args.executor == "dask":
         try:
             import distributed  # noqa: F401  (sets its loggers to INFO when imported)
@@ -464,6 +504,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             retries=args.retries,
             force=args.force,
             progress=bar,
+            read=read,
         )
     finally:
         bar.close()

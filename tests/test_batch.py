@@ -305,7 +305,9 @@ def test_cli_errors_before_any_work(root: Path, tmp_path: Path) -> None:
     proc = dff("batch", str(root / "cheap.yaml"), str(tmp_path / "none*"), "-o", str(out))
     assert proc.returncode == 2
     pattern = tmp_path / "none*"
-    assert proc.stderr.strip() == f"dff: error: {pattern}: the pattern matches no folders"
+    assert proc.stderr.strip() == (
+        f"dff: error: {pattern}: the pattern matches no folders or stack files"
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text("focus: lapm\naggregate: argmaks\n")
     proc = dff("batch", str(bad), str(root / "stacks" / "s00"), "-o", str(out))

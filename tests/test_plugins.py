@@ -162,6 +162,32 @@ def test_third_party_measure_is_listed_with_its_distribution(
     assert "example-gradient" in text and "dff-example-measure 0.3.1" in text
 
 
+def test_third_party_reader_is_listed_and_reads_its_files(
+    plugin_env: dict[str, str], synth, tmp_path: Path
+) -> None:
+    proc = _dff_in(plugin_env, "plugins", "--kind", "read", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    items = {c["name"]: c for c in json.loads(proc.stdout)["components"]}
+    assert items["example-npy"]["distribution"] == "dff-example-measure"
+    text = _dff_in(plugin_env, "plugins", "--kind", "read", cwd=tmp_path).stdout
+    assert "example-npy" in text and ".npystack" in text
+    grey = synth.frames.mean(axis=3).round().astype(np.uint8)  # (N,H,W)
+    path = tmp_path / "sweep.npystack"
+    with open(path, "wb") as fh:
+        np.save(fh, grey)
+    out = tmp_path / "out"
+    proc = _dff_in(plugin_env, "run", "fast", str(path), "-o", str(out), "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    index = np.load(out / "depth_index.npy")
+    assert np.median(np.abs(index - synth.index)) < 1.0  # the reader's frames drove it
+    code = "import sys; from dffcore import read_stack; print(read_stack(sys.argv[1]).metadata)"
+    py = Path(plugin_env["VIRTUAL_ENV"]) / "bin" / "python"
+    meta = subprocess.run(
+        [str(py), "-c", code, str(path)], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert "'reader': 'example-npy'" in meta.stdout
+
+
 def test_pipeline_uses_third_party_measure_by_name(
     plugin_env: dict[str, str], synth_dir: Path, tmp_path: Path
 ) -> None:

@@ -176,3 +176,12 @@ def test_frame_selection_applies_to_folders_of_images(tmp_path: Path) -> None:
     assert stack.frames[:, 0, 0, 0].tolist() == [10, 30]
     with pytest.raises(DffError, match="at least 2 images, found 1"):
         read_stack(tmp_path, frames="5:")
+
+
+def test_a_folder_sidecar_follows_the_frame_selection(tmp_path: Path) -> None:
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((4, 5), i * 10, np.uint8))
+    (tmp_path / "focus_distances.txt").write_text("\n".join(str(0.1 * (i + 1)) for i in range(6)))
+    stack = read_stack(tmp_path, frames="1:5:2", reverse=True)
+    np.testing.assert_allclose(stack.focus_distances, [0.4, 0.2])
+    assert [p.name for p in stack.paths] == ["3.png", "1.png"]

@@ -270,9 +270,9 @@ def test_a_warm_run_imports_only_the_modules_of_its_components(env: Env, synth_d
     spec.write_text("focus: lapm\naggregate: argmax\n")
 
     def modules() -> set[str]:
+        out = env.cwd / f"out{len(list(env.cwd.iterdir()))}"
         proc = subprocess.run(
-            [sys.executable, "-c", probe, "run", str(spec), str(synth_dir), "-q", "-o"]
-            + [str(env.cwd / f"out{len(list(env.cwd.iterdir()))}")],
+            [sys.executable, "-c", probe, "run", str(spec), str(synth_dir), "-q", "-o", str(out)],
             capture_output=True,
             text=True,
             env=env.env(),

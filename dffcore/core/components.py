@@ -229,8 +229,12 @@ class Reader(Component):
     video); the others decode one frame per file and take every file of a folder or glob
     (RAW photos). :meth:`read` returns the :class:`FocalStack` with the frames the request
     selects, and what the file says about them: focus positions (``focus_distances`` and
-    ``focus_unit``) and ``metadata`` such as ``pixel_size_m``. Errors about the file are
-    :class:`dffcore.DffError` naming it.
+    ``focus_unit``) and ``metadata`` such as ``pixel_size_m`` and ``source_frames`` (the
+    number of frames the file holds, before the selection: a ``--focus-distances``
+    sidecar then lists them all). A lazy request gets :class:`dffcore.io.stack.LazyFrames`
+    whose decode function may be called from two threads at once (the engine decodes the
+    next frame while it warps one): guard a shared file handle with a lock. Errors about
+    the file are :class:`dffcore.DffError` naming it.
     """
 
     kind: ClassVar[str] = "read"

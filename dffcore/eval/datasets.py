@@ -9,7 +9,9 @@ stacks costs nothing until it is iterated.
 Layouts (docs/datasets.md has the citations, download addresses and licences):
 
 - ``dffcore``: what :func:`dffcore.eval.synth.write_stack` writes: frames, an optional
-  ``focus_distances.txt`` and ``ground_truth/{index.npy, depth.npy, all_in_focus.png}``.
+  ``focus_distances.txt`` and ``ground_truth/{index.npy, depth.npy, all_in_focus.png}``;
+  or, instead of the frames, one file ``stack.<ending>`` that a reader takes as a whole
+  stack (``stack.ome.tif``, as ``dff synth --format ome-tiff`` writes), read through it.
 - ``hci``: focal stacks refocused from the 4D Light Field Benchmark (Honauer et al.,
   ACCV 2016): ``stack/slice_XX.png``, ``focus_disparity.txt``, ``gt/disparity.npy``,
   ``gt/all_in_focus.png``.
@@ -39,7 +41,7 @@ from numpy.typing import ArrayLike
 from dffcore.core.data import FocalStack
 from dffcore.core.errors import DffError, did_you_mean
 from dffcore.io.images import IMAGE_EXTENSIONS, load_npy_checked, max_pixels, read_image
-from dffcore.io.stack import natural_key, read_focus_distances, read_stack
+from dffcore.io.stack import FOCUS_SIDECAR, natural_key, read_focus_distances, read_stack
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +245,27 @@ def _subfolders(folder: Path) -> list[Path]:
 
 def _is_dffcore(folder: Path) -> bool:
     images = [p for p in _files(folder) if p.suffix.lower() in IMAGE_EXTENSIONS]
-    return len(images) >= 2
+    return len(images) >= 2 or _stack_file(folder) is not None
+
+
+def _stack_file(folder: Path) -> Path | None:
+    """The file ``stack.<ending>`` of ``folder`` that a reader takes as a whole stack (a
+    z-stack TIFF), when there is exactly one."""
+    named = [p for p in _files(folder) if p.name.lower().startswith("stack.")]
+    if not named:
+        return None
+    from dffcore.core.registry import default_registry
+    from dffcore.io.readers import choose_reader
+
+    readers = default_registry().readers()
+    found = []
+    for path in named:
+        try:
+            choose_reader(path, readers)
+        except DffError:
+            continue
+        found.append(path)
+    return found[0] if len(found) == 1 else None
 
 
 def _is_hci(folder: Path) -> bool:
@@ -323,7 +345,12 @@ def _optional(path: Path, read: Callable[[Path], np.ndarray]) -> np.ndarray | No
 
 
 def _load_dffcore(folder: Path) -> Sample:
-    stack = read_stack(folder)
+    file = _stack_file(folder)
+    if file is None:
+        stack = read_stack(folder)
+    else:  # a sidecar next to the stack file is part of the layout: it wins, as for frames
+        sidecar = folder / FOCUS_SIDECAR
+        stack = read_stack(file, focus_distances=sidecar if sidecar.is_file() else None)
     stack.metadata.update(dataset="dffcore", sample=folder.name)
     stack.frames = _rgb_frames(stack.frames)
     gt = folder / "ground_truth"

@@ -10,6 +10,7 @@ Use it to test and benchmark depth from focus where real stacks have no ground t
     s.index         # (240, 320) float32 ground-truth slice index, in frame 0's grid
     s.transforms    # (16, 3, 3) frame-0 pixel -> frame-k pixel (identity when no motion)
     write_stack(s, "stack/")   # frames, focus_distances.txt, ground_truth/ (+ metadata.json)
+    write_stack_tiff(s, "zstack/stack.ome.tif", "ome", z_step_um=0.5)  # one 16-bit z-stack
 
 or ``dff synth stack/ --scene spheres --frames 16 --noise 2``. The user guide with a table
 of every scene and option is ``docs/synthetic.md``.
@@ -467,10 +468,20 @@ def write_stack(stack: SynthStack, folder: str | os.PathLike) -> list[Path]:
         fmt="%.9g",
         header=f"focus distance in metres per frame (synthetic scene {stack.scene!r})",
     )
+    _write_ground_truth(stack, out)
+    logger.info("wrote %d frames of synthetic scene %r to %s", len(paths), stack.scene, out)
+    return paths
+
+
+def _write_ground_truth(
+    stack: SynthStack, out: Path, depth: np.ndarray | None = None, **extra: Any
+) -> None:
+    """``out/ground_truth/``: index.npy, depth.npy (``depth``, else the scene's distances
+    in metres), all_in_focus.png, metadata.json (``extra`` added to the metadata)."""
     gt = out / "ground_truth"
     gt.mkdir(exist_ok=True)
     write_npy(gt / "index.npy", stack.index)
-    write_npy(gt / "depth.npy", stack.depth_m)
+    write_npy(gt / "depth.npy", stack.depth_m if depth is None else depth)
     write_image(gt / "all_in_focus.png", stack.all_in_focus)
     cam = stack.camera
     metadata = {
@@ -483,10 +494,106 @@ def write_stack(stack: SynthStack, folder: str | os.PathLike) -> list[Path]:
         },
         "focus_distances_m": np.asarray(stack.focus_distances_m, dtype=float).tolist(),
         **stack.metadata,
+        **extra,
     }
     # one line per key: readable, and the transforms stay one compact list
     lines = [f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False)}" for k, v in metadata.items()]
     text = "{\n" + ",\n".join(lines) + "\n}\n"
     atomic_write_bytes(gt / "metadata.json", text.encode("utf-8"))
-    logger.info("wrote %d frames of synthetic scene %r to %s", len(paths), stack.scene, out)
-    return paths
+
+
+#: the TIFF layouts :func:`write_stack_tiff` writes and their file names
+TIFF_FORMATS = {"ome": "stack.ome.tif", "imagej": "stack.tif"}
+
+
+def write_stack_tiff(
+    stack: SynthStack,
+    path: str | os.PathLike,
+    fmt: str = "ome",
+    *,
+    z_step_um: float = 1.0,
+    pixel_size_um: float = 1.0,
+) -> Path:
+    """Write a stack as one 16-bit grey z-stack TIFF, with its ground truth next to it.
+
+    The frames become grey (ITU-R BT.601) and 16-bit (x 257); frame ``k`` is the focal
+    plane at ``z = k * z_step_um``, the way a microscope's z-stack is stored, so a reader
+    of the file gives depth in metres along the optical axis (``depth = index * z
+    step``), not the thin-lens distances of :func:`write_stack`. The file is written
+    atomically (a temporary file in the same folder, then renamed); ``ground_truth/``
+    (as :func:`write_stack` writes it, with ``depth.npy`` the z of each pixel's in-focus
+    plane in metres, and the file's format and steps in ``metadata.json``) goes to the
+    file's folder.
+
+    Parameters
+    ----------
+    stack : SynthStack
+        The stack to write.
+    path : str or os.PathLike
+        The TIFF file (``stack.ome.tif`` by convention for OME, ``stack.tif`` for ImageJ).
+    fmt : {"ome", "imagej"}
+        OME-TIFF (``PhysicalSizeZ/X/Y`` in µm in the OME-XML) or an ImageJ hyperstack
+        (``spacing`` and ``unit=um`` in its description, X/Y resolution in pixels per µm).
+    z_step_um, pixel_size_um : float
+        The z step between frames and the lateral pixel size, micrometres (> 0).
+
+    Returns
+    -------
+    Path
+        The TIFF file written.
+    """
+    import tempfile
+
+    import tifffile
+
+    if fmt not in TIFF_FORMATS:
+        raise DffError(f"TIFF format {fmt!r}: expected one of {', '.join(TIFF_FORMATS)}")
+    for name, value in (("z_step_um", z_step_um), ("pixel_size_um", pixel_size_um)):
+        if not (np.isfinite(value) and value > 0):
+            raise DffError(f"{name} = {value}: expected a number > 0 (micrometres)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grey = np.stack(
+        [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) if f.ndim == 3 else f for f in stack.frames]
+    )
+    data = grey.astype(np.uint16) * np.uint16(257)
+    if fmt == "ome":
+        options: dict[str, Any] = {
+            "ome": True,
+            "metadata": {
+                "axes": "ZYX",
+                "PhysicalSizeZ": z_step_um,
+                "PhysicalSizeZUnit": "µm",
+                "PhysicalSizeX": pixel_size_um,
+                "PhysicalSizeXUnit": "µm",
+                "PhysicalSizeY": pixel_size_um,
+                "PhysicalSizeYUnit": "µm",
+            },
+        }
+    else:
+        options = {
+            "imagej": True,
+            "resolution": (1.0 / pixel_size_um, 1.0 / pixel_size_um),
+            "metadata": {"axes": "ZYX", "spacing": z_step_um, "unit": "um"},
+        }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        tifffile.imwrite(tmp, data, **options)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _write_ground_truth(
+        stack,
+        path.parent,
+        (stack.index * np.float32(z_step_um * 1e-6)).astype(np.float32),  # z of the plane
+        file=path.name,
+        file_format=fmt,
+        z_step_um=float(z_step_um),
+        pixel_size_um=float(pixel_size_um),
+    )
+    logger.info(
+        "wrote %d frames of synthetic scene %r to %s (%s)", len(data), stack.scene, path, fmt
+    )
+    return path

@@ -3,6 +3,9 @@
 Tags of the Exif IFD (CIPA DC-008-2019, Exif 2.32, section 4.6.5) that dffcore uses:
 ``SubjectDistance`` (metres; 0 = unknown, 0xFFFFFFFF/1 = infinity) for focus distances and
 ``FocalLength`` / ``FocalLengthIn35mmFilm`` (millimetres) for a point cloud's intrinsics.
+
+A TIFF-based file Pillow cannot open (most RAW photos: DNG, NEF, CR2, ARW, PEF) has its
+Exif IFD (pointer tag 34665 in IFD0) read with tifffile instead.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -20,6 +24,7 @@ EXIF_TAGS = {
     0x920A: "FocalLength",
     0xA405: "FocalLengthIn35mmFilm",
 }
+_RATIONAL_TAGS = (0x9206, 0x920A)
 _EXIF_INFINITY = 0xFFFFFFFF  # a RATIONAL numerator that means "infinity"
 #: a JPEG's APP1 segment (EXIF) follows SOI and cannot exceed 64 KB
 JPEG_EXIF_BYTES = 65536
@@ -50,11 +55,18 @@ def read_exif_numbers(path: str | Path) -> dict[str, float]:
         UnidentifiedImageError,
         Image.DecompressionBombError,
     ) as exc:
+        if _is_tiff(path):  # a RAW photo Pillow has no pixel mode for
+            return _tiff_exif_numbers(path)
         logger.debug("%s: EXIF not readable, ignored: %s", path, exc)
         return {}
+    return _numbers(exif.get)
+
+
+def _numbers(get: Callable[[int], object]) -> dict[str, float]:
+    """The values of :data:`EXIF_TAGS` that ``get(tag)`` gives, as numbers (NaN left out)."""
     out: dict[str, float] = {}
     for tag, name in EXIF_TAGS.items():
-        value = exif.get(tag)
+        value = get(tag)
         if isinstance(value, tuple):  # a list of values: the first one counts
             value = value[0] if value else None
         numerator = getattr(value, "numerator", None)
@@ -65,6 +77,49 @@ def read_exif_numbers(path: str | Path) -> dict[str, float]:
         if not math.isnan(number):
             out[name] = number
     return out
+
+
+class _Rational:
+    """A TIFF RATIONAL as tifffile gives it, ``(numerator, denominator)``."""
+
+    def __init__(self, numerator: int, denominator: int) -> None:
+        self.numerator, self.denominator = numerator, denominator
+
+    def __float__(self) -> float:
+        return self.numerator / self.denominator
+
+
+def _is_tiff(path: str | Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _tiff_exif_numbers(path: str | Path) -> dict[str, float]:
+    """:data:`EXIF_TAGS` from the Exif IFD of a TIFF-based file, read with tifffile (the
+    tags of IFD0 and the Exif IFD only; no pixels, no maker notes)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tag = tif.pages.first.tags.get(34665)  # ExifTag: IFD0's pointer to the Exif IFD
+            exif = tag.value if tag is not None else {}
+    except Exception as exc:  # tifffile raises many types on malformed files
+        logger.debug("%s: EXIF not readable with tifffile, ignored: %s", path, exc)
+        return {}
+    if not isinstance(exif, dict):
+        return {}
+
+    def get(code: int) -> object:
+        value = exif.get(EXIF_TAGS[code])
+        if code in _RATIONAL_TAGS and isinstance(value, tuple) and len(value) == 2:
+            return _Rational(*value)  # tifffile: (numerator, denominator)
+        return value
+
+    return _numbers(get)
 
 
 def _may_have_exif(path: str | Path) -> bool:

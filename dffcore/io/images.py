@@ -148,8 +148,12 @@ def _limited(
 
 
 @contextlib.contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
-    """Redirect file descriptor 2 to a temporary file; the list gets what was written."""
+def captured_stderr() -> Iterator[list[str]]:
+    """Redirect file descriptor 2 to a temporary file; the list gets what was written.
+
+    What C libraries (libjpeg, FFmpeg, OpenCV) print while decoding lands here; one
+    capture at a time in the process (a lock), so every decoder that captures uses this.
+    """
     out: list[str] = []
     with _STDERR_LOCK, tempfile.TemporaryFile() as tmp:
         try:
@@ -215,10 +219,23 @@ def _decode(path: Path, limit: int) -> np.ndarray:
             f"{path}: is {image.shape[1]}x{image.shape[0]}, more than the limit of "
             f"{limit / 1e6:.0f} megapixels per frame (set DFF_MAX_PIXELS to raise it)"
         )
+    return rgb_from_opencv(image)
+
+
+def rgb_from_opencv(image: np.ndarray) -> np.ndarray:
+    """An image as OpenCV decodes it (BGR, BGRA, grey (H,W) or (H,W,1)) in dffcore's
+    layout: (H,W,3) RGB or (H,W,1) grey, same dtype, alpha dropped.
+
+    Every decoder that goes through OpenCV (image files, video frames) converts here.
+    """
     if image.ndim == 2:
         return image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected (H,W), (H,W,1), (H,W,3) or (H,W,4), got {image.shape}")
+    if image.shape[2] == 1:
+        return image
     if image.shape[2] == 4:
-        image = image[..., :3]
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -268,7 +285,7 @@ def read_images(
     try:
         for start in range(0, len(paths), jobs):
             chunk = paths[start : start + jobs]
-            with _captured_stderr() as text:
+            with captured_stderr() as text:
                 if pool is None:
                     images = [_decode(p, limit) for p in chunk]
                 else:  # every decode ends inside the capture, even when one fails
@@ -278,7 +295,7 @@ def read_images(
             if text and text[0].strip():  # whose? decode again one at a time to find out
                 found = False
                 for p in chunk:
-                    with _captured_stderr() as again:
+                    with captured_stderr() as again:
                         _decode(p, limit)
                     if again and again[0].strip():
                         found = True

@@ -20,6 +20,9 @@ swap and the move). A file of yours named like an output (``depth.png``) is repl
 16-bit PNGs state their scale in a PNG ``tEXt`` chunk with the keyword
 :data:`PNG_SCALE_KEY` (``dffcore:scale``): ``depth.png`` the index mapping,
 ``depth_metres.png`` (written when focus distances give metric depth) ``1 unit = 1 mm``.
+A microscope z-stack (focus unit ``"z"``) gets ``height.tif`` instead of
+``depth_metres.png``: float32 micrometres that Fiji opens calibrated
+(:mod:`dffcore.io.heightmap`).
 """
 
 from __future__ import annotations
@@ -43,9 +46,15 @@ import numpy as np
 
 from dffcore.core.data import FocalStack
 from dffcore.core.errors import DffError
+from dffcore.io.heightmap import HEIGHT_TIF, HEIGHT_TIF_MEANING, write_height_tif
 from dffcore.io.identity import file_identity
 from dffcore.io.images import atomic_write_bytes, write_image, write_npy, write_png_text
-from dffcore.io.pointcloud import depth_to_points, stack_intrinsics, write_ply
+from dffcore.io.pointcloud import (
+    lateral_pixel_size,
+    point_cloud_problem,
+    stack_point_cloud,
+    write_ply,
+)
 from dffcore.ops.convert import to_storable
 from dffcore.run.engine import Run
 from dffcore.run.scratch import is_dead, process_tag, sweep
@@ -60,7 +69,6 @@ DEPTH_METRES_SCALE = "1 unit = 1 mm"
 DEPTH_METRES_PNG = "uint16 millimetres, 0 = unknown"
 #: threads that encode and write the output files
 WRITERS = min(4, os.cpu_count() or 1)
-POINT_CLOUD_FRAME = "camera frame: x right, y down, z forward (optical axis), metres"
 #: every file name a run (or ``dff demo``) may write into its output folder
 CONTRACT = frozenset(
     {
@@ -73,6 +81,7 @@ CONTRACT = frozenset(
         "all_in_focus.png",
         "depth.npy",
         "depth_metres.png",
+        HEIGHT_TIF,
         "points.ply",
         "summary.png",
     }
@@ -318,7 +327,11 @@ def _input_files(stack: FocalStack) -> list[Path]:
 
 
 def run_record(
-    run: Run, *, spec_file: str | None = None, reversed_: bool = False
+    run: Run,
+    *,
+    spec_file: str | None = None,
+    reversed_: bool = False,
+    read_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     stack, result = run.stack, run.result
     ref = run.reference
@@ -335,11 +348,15 @@ def run_record(
             "channels": int(stack.frames.shape[3]),
             "dtype": str(stack.frames.dtype),
             "reversed": reversed_,
+            "read": read_options,
+            "reader": stack.metadata.get("reader"),
             "focus_distances": None
             if stack.focus_distances is None
             else [float(d) for d in stack.focus_distances],
             "focus_unit": stack.focus_unit,
             "focus_distances_source": stack.metadata.get("focus_distances_source"),
+            "pixel_size_m": None if (size := lateral_pixel_size(stack)) is None else list(size),
+            "z_step_m": _finite(stack.metadata.get("z_step_m")),
             "files": file_identity(_input_files(stack)),
         },
         "reference_frame": ref,
@@ -363,12 +380,25 @@ def run_record(
         "alignment": [] if run.alignment is None else run.alignment.frame_records(),
         "unreliable_pixels": int((result.confidence == 0).sum()),
         "diagnostics": result.diagnostics,
-        **(
-            {}
-            if result.depth is None
-            else {"depth_unit": "m", "depth_metres_png": DEPTH_METRES_PNG}
-        ),
+        **_depth_record(run),
     }
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _depth_record(run: Run) -> dict[str, Any]:
+    """``run.json``'s entries on metric depth: its unit and the file that shows it."""
+    if run.result.depth is None:
+        return {}
+    if run.stack.focus_unit == "z":
+        return {"depth_unit": "m", "height_tif": HEIGHT_TIF_MEANING}
+    return {"depth_unit": "m", "depth_metres_png": DEPTH_METRES_PNG}
 
 
 def write_outputs(
@@ -378,32 +408,37 @@ def write_outputs(
     spec_file: str | None = None,
     reversed_: bool = False,
     point_cloud: bool = False,
+    read_options: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write every file of the output contract; each file appears complete or not at all.
 
     With metric depth (the stack has focus distances) this adds ``depth.npy`` (metres,
-    ``run.json``'s ``depth_unit``) and ``depth_metres.png``
-    (:func:`depth_metres_png`). ``point_cloud`` adds ``points.ply``: every pixel with a
-    depth and confidence > 0, back-projected with :func:`dffcore.io.pointcloud.stack_intrinsics`
-    and coloured by the all-in-focus image; it needs focus distances.
+    ``run.json``'s ``depth_unit``) and ``depth_metres.png`` (:func:`depth_metres_png`),
+    or for a z-stack (focus unit ``"z"``) ``height.tif`` (micrometres,
+    :mod:`dffcore.io.heightmap`). ``point_cloud`` adds ``points.ply``: every pixel with a
+    depth and confidence > 0, coloured by the all-in-focus image, back-projected with
+    :func:`dffcore.io.pointcloud.stack_intrinsics` or, for a z-stack, orthographic with
+    its lateral pixel size (:func:`dffcore.io.pointcloud.stack_point_cloud`); it needs
+    focus distances (and a z-stack its pixel size).
 
     The files are written into a hidden sibling folder and swapped in at the end (module
     docstring), so ``out_dir`` holds this run alone, or the earlier one if this run fails.
     A full disk or an unwritable folder is a :class:`DffError` naming the folder (and the
-    approximate space needed).
+    approximate space needed). ``read_options`` (the reader options the stack was read
+    with: ``frames``, ``reader``, ``read_params``) are recorded as ``run.json``'s
+    ``stack.read``.
     """
-    if point_cloud and run.result.depth is None:
-        raise DffError(
-            "a point cloud needs focus distances: give read_stack a focus_distances file "
-            "(one distance per frame in metres, '# unit: diopter' for diopters)"
-        )
+    if point_cloud and (problem := point_cloud_problem(run.stack)) is not None:
+        raise DffError(problem)
     given = check_output_dir(out_dir)
     final = _absolute(out_dir)
     wrapper = final.parent / f".{final.name}.dff-tmp-{process_tag()}"
     shutil.rmtree(wrapper, ignore_errors=True)
     try:
         (wrapper / final.name).mkdir(parents=True)  # same name: writers see .../OUT/file
-        names = _write_all(run, wrapper / final.name, spec_file, reversed_, point_cloud)
+        names = _write_all(
+            run, wrapper / final.name, spec_file, reversed_, point_cloud, read_options
+        )
         _swap(wrapper / final.name, final)
     except OSError as exc:
         raise _write_error(given, exc, run) from None
@@ -445,7 +480,12 @@ def _swap(new: Path, out: Path) -> None:
 
 
 def _write_all(
-    run: Run, out: Path, spec_file: str | None, reversed_: bool, point_cloud: bool
+    run: Run,
+    out: Path,
+    spec_file: str | None,
+    reversed_: bool,
+    point_cloud: bool,
+    read_options: dict[str, Any] | None = None,
 ) -> list[str]:
     """Every file of the output contract in the empty folder ``out``, ``run.json`` last;
     returns their names."""
@@ -468,29 +508,30 @@ def _write_all(
     if result.depth is not None:
         put("depth.npy", write_npy, result.depth)
         depth_m = result.depth
-        mm = depth_metres_png(depth_m, result.confidence)
-        put("depth_metres.png", _with_scale(DEPTH_METRES_SCALE), mm)
+        if run.stack.focus_unit == "z":  # micrometres: millimetres would read all alike
+            origin = (0, 0) if run.crop is None else (run.crop[0], run.crop[1])
+            size = lateral_pixel_size(run.stack)
+            height = functools.partial(write_height_tif, pixel_size_m=size, origin_px=origin)
+            put(HEIGHT_TIF, lambda p, d: height(p, d, result.confidence), depth_m)
+        else:
+            mm = depth_metres_png(depth_m, result.confidence)
+            put("depth_metres.png", _with_scale(DEPTH_METRES_SCALE), mm)
         if point_cloud:
-            k = stack_intrinsics(run.stack).cropped(run.crop)
-            points, colours = depth_to_points(
-                depth_m, k.fx, k.fy, k.cx, k.cy, result.all_in_focus, result.confidence > 0
+            pc = stack_point_cloud(
+                run.stack, depth_m, run.crop, result.all_in_focus, result.confidence > 0
             )
-            comments = [
-                f"dffcore {POINT_CLOUD_FRAME}",
-                f"intrinsics fx {k.fx:.6g} fy {k.fy:.6g} cx {k.cx:.6g} cy {k.cy:.6g} ({k.source})",
-            ]
-            put("points.ply", lambda p, _: write_ply(p, points, colours, comments), None)
+            put("points.ply", lambda p, _: write_ply(p, pc.points, pc.colours, pc.comments), None)
+            positive = "" if run.stack.focus_unit == "z" else " positive"
             cloud = {
                 "file": "points.ply",
-                "points": len(points),
-                "frame": POINT_CLOUD_FRAME,
-                "intrinsics": k.as_dict(),
-                "left_out": "pixels with confidence 0 or no finite positive depth",
+                "points": len(pc.points),
+                **pc.record,
+                "left_out": f"pixels with confidence 0 or no finite{positive} depth",
             }
     with pool:
         for job in pending:  # every file is complete before run.json names it
             job.result()
-    record = run_record(run, spec_file=spec_file, reversed_=reversed_)
+    record = run_record(run, spec_file=spec_file, reversed_=reversed_, read_options=read_options)
     if cloud is not None:
         record["point_cloud"] = cloud
     record["outputs"] = sorted(p.name for p in [*written, out / "run.json"])

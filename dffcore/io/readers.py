@@ -13,7 +13,7 @@ from __future__ import annotations
 import glob as globmod
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,15 @@ def parse_read_params(items: Sequence[str]) -> dict[str, Any]:
             value = text  # scalars only: a bracket or a '~' is text here
         out[key] = value
     return out
+
+
+def read_record(read: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The reader options as ``run.json``'s ``stack.read`` records them (None: none)."""
+    if not read:
+        return None
+    record = {k: read.get(k) for k in ("frames", "reader", "read_params")}
+    record["read_params"] = dict(record["read_params"] or {})
+    return None if record == {"frames": None, "reader": None, "read_params": {}} else record
 
 
 @dataclass(frozen=True)

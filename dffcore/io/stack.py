@@ -304,24 +304,29 @@ def read_stack(
     """
     selection = parse_frames(frames)
     threads = jobs or os.cpu_count() or 1  # decoding, at most one frame a thread ahead
-    choice = choose_reader(source, _readers(), reader)
+    readers = _readers()
+    choice = choose_reader(source, readers, reader)
     paths = choice.paths
     if not isinstance(source, (list, tuple)):
         paths = sorted(paths, key=natural_key)
     if choice.name is not None:
+        container = next(c for name, _, c in readers if name == choice.name)
         request = ReadRequest(selection, lazy, threads, allow_corrupt, progress)
         stack = make_reader(choice.name, read_params).read(paths, request)
-        where = paths[0] if len(paths) == 1 else paths[0].parent
-        _check_count(stack.n, where, "frames")
+        _check_count(stack.n, paths[0] if container else paths[0].parent, "frames")
         stack.metadata.setdefault("reader", choice.name)
-        return _finish(stack, focus_distances, reverse, lazy, sidecar_default=False)
+        # a sidecar lists every frame of the source: the frames of a folder, or those of
+        # a stack file when its reader says how many it holds (else the frames read)
+        total = stack.metadata.get("source_frames") if container else len(paths)
+        return _finish(stack, focus_distances, reverse, lazy, (selection, total), not container)
+    total = len(paths)
     paths = paths[selection]
     _check_count(len(paths), paths[0].parent if paths else source, "images")
     if lazy:
         stack = FocalStack(lazy_files(paths, allow_corrupt), paths)
     else:
         stack = FocalStack(_decode_all(paths, threads, allow_corrupt, progress), paths)
-    return _finish(stack, focus_distances, reverse, lazy, sidecar_default=True)
+    return _finish(stack, focus_distances, reverse, lazy, (selection, total), True)
 
 
 def _check_count(n: int, where: object, what: str) -> None:
@@ -357,20 +362,27 @@ def _finish(
     focus_distances: str | Path | None,
     reverse: bool,
     lazy: bool,
-    *,
-    sidecar_default: bool,
+    selected: tuple[slice, int | None],
+    folder: bool,
 ) -> FocalStack:
-    """Focus distances (a sidecar wins over what the files say), then the order."""
+    """Focus distances (a sidecar wins over what the files say), then the order.
+
+    ``selected`` is the ``--frames`` selection and the number of frames of the source it
+    selected from (None: unknown, the sidecar then lists the frames read); ``folder``:
+    the frames are files of a folder, which may hold a sidecar and EXIF distances."""
     paths, n = stack.paths, stack.n
+    selection, total = selected
     distances, unit = stack.focus_distances, stack.focus_unit
     metadata = stack.metadata
     sidecar = Path(focus_distances) if focus_distances else paths[0].parent / FOCUS_SIDECAR
     if focus_distances and not sidecar.is_file():
         raise DffError(f"{sidecar}: no such focus-distance file")
-    if sidecar.is_file() and (focus_distances or sidecar_default):  # the sidecar wins
-        distances, unit = read_focus_distances(sidecar, n)
+    if sidecar.is_file() and (focus_distances or folder):  # the sidecar wins
+        distances, unit = read_focus_distances(sidecar, n if total is None else total)
+        if total is not None and total != n:
+            distances = distances[selection]
         metadata["focus_distances_source"] = str(sidecar)
-    elif distances is None and sidecar_default:
+    elif distances is None and folder:
         distances = _exif_focus_distances(paths)
         if distances is not None:
             unit = "m"
