@@ -382,7 +382,9 @@ def _finish(
         if total is not None and total != n:
             distances = distances[selection]
         metadata["focus_distances_source"] = str(sidecar)
-    elif distances is None and folder:
+    elif distances is not None:  # what the reader found in the file
+        metadata.setdefault("focus_distances_source", f"{metadata.get('reader')} metadata")
+    elif folder:
         distances = _exif_focus_distances(paths)
         if distances is not None:
             unit = "m"
