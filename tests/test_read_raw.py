@@ -39,11 +39,18 @@ PLACEHOLDER = 34664  # tifffile will not write 34665; renamed after (the sort or
 
 
 def write_dng(
-    path: Path, rgb: np.ndarray, *, distance: float | None = None, orientation: int = 1
+    path: Path,
+    rgb: np.ndarray,
+    *,
+    distance: float | None = None,
+    orientation: int = 1,
+    neutral: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> Path:
     """A CFA DNG of an (H,W,3) uint8 image: each value x 257 as a linear 16-bit sample,
-    mosaiced RGGB; ``distance`` (metres) goes to EXIF SubjectDistance."""
-    linear = rgb.astype(np.uint16) * np.uint16(257)
+    times the channel's ``neutral`` (a sensor less sensitive in red and blue records a
+    white scene as ``neutral``, and says so in AsShotNeutral), mosaiced RGGB;
+    ``distance`` (metres) goes to EXIF SubjectDistance."""
+    linear = (rgb.astype(np.float32) * 257 * np.float32(neutral)).round().astype(np.uint16)
     cfa = np.empty(rgb.shape[:2], np.uint16)
     cfa[0::2, 0::2] = linear[0::2, 0::2, 0]
     cfa[0::2, 1::2] = linear[0::2, 1::2, 1]
@@ -57,7 +64,7 @@ def write_dng(
         (33422, 1, 4, (0, 1, 1, 2)),  # CFAPattern: R G / G B
         (50721, 10, 9, matrix),  # ColorMatrix1
         (50778, 3, 1, 21),  # CalibrationIlluminant1: D65
-        (50728, 5, 3, (1, 1, 1, 1, 1, 1)),  # AsShotNeutral
+        (50728, 5, 3, tuple(v for x in neutral for v in (round(x * 10000), 10000))),
         (50717, 4, 1, 65535),  # WhiteLevel
         (274, 3, 1, orientation),  # Orientation
     ]
@@ -143,6 +150,18 @@ def test_frames_are_linear_16_bit_rgb_with_exif_focus_distances(
     np.testing.assert_allclose(stack.focus_distances, synth.focus_distances_m, atol=6e-4)
     assert stack.focus_unit == "m" and stack.metadata["focus_distances_source"] == "exif"
     assert stack.metadata["reader"] == "raw"
+
+
+@needs_rawpy
+def test_the_camera_white_balance_is_applied(synth: SynthStack, tmp_path: Path) -> None:
+    """A sensor that records white as (0.5, 1, 0.7): the as-shot white balance brings the
+    colours back (without it, red and blue stay at half and 70 %)."""
+    for k in range(2):
+        write_dng(tmp_path / f"{k}.dng", synth.frames[k], neutral=(0.5, 1.0, 0.7))
+    got = read_stack(tmp_path).frames[:, 4:-4, 4:-4].astype(np.float32) / 257
+    expected = synth.frames[:2, 4:-4, 4:-4].astype(np.float32)
+    gain = got.mean(axis=(0, 1, 2)) / expected.mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(gain / gain[1], 1.0, atol=0.03)
 
 
 @needs_rawpy
