@@ -9,6 +9,7 @@ no temporary file is left beside it.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import random
 from pathlib import Path
@@ -22,6 +23,8 @@ from dffcore.eval.synth import render_stack
 
 N_FRAME_CASES = 150
 N_SPEC_CASES = 150
+N_FILE_CASES = 90
+N_RAW_CASES = 60
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -64,10 +67,17 @@ def mutate_bytes(rng: random.Random, data: bytes) -> bytes:
     return bytes(b)
 
 
-def check_run(tmp: Path, stack: Path, args: list[str], capfd: pytest.CaptureFixture) -> int:
+def check_run(
+    tmp: Path,
+    stack: Path,
+    args: list[str],
+    capfd: pytest.CaptureFixture,
+    source: Path | None = None,
+) -> int:
+    """``dff run ARGS SOURCE`` (default: the folder ``stack``; else a file in it)."""
     before = digest(stack)
     out = tmp / "out"
-    code = main(["run", *args, str(stack), "-o", str(out), "-q"])
+    code = main(["run", *args, str(source or stack), "-o", str(out), "-q"])
     err = capfd.readouterr().err
     assert code in (0, 2), (code, err)
     assert "Traceback" not in err and "internal error" not in err, err
@@ -99,6 +109,60 @@ def test_mutated_frames(
             (stack / name).write_bytes(mutate_bytes(rng, data) if k in victims else data)
         codes.append(check_run(tmp, stack, ["fast"], capfd))
     assert codes.count(2) > N_FRAME_CASES // 4, "the mutations should mostly be refused"
+
+
+@pytest.fixture(scope="module")
+def clean_stack_files(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes]]:
+    """The same small stack as one OME-TIFF, one ImageJ TIFF and one lossless MP4."""
+    from dffcore.eval.synth import write_stack_tiff
+
+    synth = render_stack("default", n_frames=4, size=(36, 48), seed=5)
+    root = tmp_path_factory.mktemp("files")
+    out = []
+    for fmt, name in (("ome", "s.ome.tif"), ("imagej", "s.tif")):
+        out.append((name, write_stack_tiff(synth, root / fmt / name, fmt).read_bytes()))
+    writer = cv2.VideoWriter(str(root / "s.mp4"), cv2.VideoWriter_fourcc(*"FFV1"), 5, (48, 36))
+    if writer.isOpened():
+        for f in synth.frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        writer.release()
+        out.append(("s.mp4", (root / "s.mp4").read_bytes()))
+    return out
+
+
+def test_mutated_stack_files(
+    tmp_path: Path, clean_stack_files: list[tuple[str, bytes]], capfd: pytest.CaptureFixture
+) -> None:
+    """Z-stack TIFFs and videos with damaged bytes: a result or one line naming the file."""
+    rng = random.Random(4321)
+    codes = []
+    for case in range(N_FILE_CASES):
+        tmp = tmp_path / f"c{case}"
+        stack = tmp / "stack"
+        stack.mkdir(parents=True)
+        name, data = clean_stack_files[case % len(clean_stack_files)]
+        (stack / name).write_bytes(mutate_bytes(rng, data))
+        code = check_run(tmp, stack, ["fast"], capfd, source=stack / name)
+        codes.append(code)
+    assert codes.count(2) > N_FILE_CASES // 4, "the mutations should mostly be refused"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rawpy") is None, reason="rawpy is not installed")
+def test_mutated_raw_frames(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """DNG frames with damaged bytes: what LibRaw prints never reaches the terminal."""
+    from .test_read_raw import write_dng
+
+    frames = render_stack("default", n_frames=3, size=(36, 48), seed=5).frames
+    clean = [write_dng(tmp_path / f"{k}.dng", f).read_bytes() for k, f in enumerate(frames)]
+    rng = random.Random(2468)
+    for case in range(N_RAW_CASES):
+        tmp = tmp_path / f"c{case}"
+        stack = tmp / "stack"
+        stack.mkdir(parents=True)
+        victim = rng.randrange(len(clean))
+        for k, data in enumerate(clean):
+            (stack / f"{k}.dng").write_bytes(mutate_bytes(rng, data) if k == victim else data)
+        check_run(tmp, stack, ["fast", "--set", "align.name=none"], capfd)
 
 
 SPEC_VALUES = [

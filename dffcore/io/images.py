@@ -35,7 +35,7 @@ import tempfile
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -277,9 +277,27 @@ def read_images(
         (H,W,C) RGB or (H,W,1) grey in the file's native dtype, alpha dropped.
     """
     paths = [Path(p) for p in paths]
-    allow = allow_corrupt_default() if allow_corrupt is None else allow_corrupt
     limit = max_pixels() if limit is None else limit
     check_frame_sizes(paths, limit)  # headers only: a bomb is refused before decoding
+    yield from decode_files(paths, lambda p: _decode(p, limit), jobs, allow_corrupt)
+
+
+def decode_files(
+    paths: Sequence[Path],
+    decode: Callable[[Path], np.ndarray],
+    jobs: int = 1,
+    allow_corrupt: bool | None = None,
+) -> Iterator[np.ndarray]:
+    """``decode(path)`` of every file in order, ``jobs`` at a time on threads, each batch
+    under one capture of what the C decoders print (:func:`captured_stderr`).
+
+    A decoder that prints while decoding a file (libjpeg's "Corrupt JPEG data", LibRaw's
+    "Unexpected end of file") means that file is corrupt or truncated: when a batch
+    printed something, its files are decoded again one at a time to find which, and each
+    is an error naming it unless ``allow_corrupt`` (default: ``DFF_ALLOW_CORRUPT``) makes
+    it a logged warning. Every reader of frame files decodes through here (images, RAW).
+    """
+    allow = allow_corrupt_default() if allow_corrupt is None else allow_corrupt
     jobs = max(1, jobs)
     pool = ThreadPoolExecutor(jobs) if jobs > 1 and len(paths) > 1 else None
     try:
@@ -287,16 +305,16 @@ def read_images(
             chunk = paths[start : start + jobs]
             with captured_stderr() as text:
                 if pool is None:
-                    images = [_decode(p, limit) for p in chunk]
+                    images = [decode(p) for p in chunk]
                 else:  # every decode ends inside the capture, even when one fails
-                    futures = [pool.submit(_decode, p, limit) for p in chunk]
+                    futures = [pool.submit(decode, p) for p in chunk]
                     wait(futures)
                     images = [f.result() for f in futures]
             if text and text[0].strip():  # whose? decode again one at a time to find out
                 found = False
                 for p in chunk:
                     with captured_stderr() as again:
-                        _decode(p, limit)
+                        decode(p)
                     if again and again[0].strip():
                         found = True
                         _corrupt(p, again[0], allow)

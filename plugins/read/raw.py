@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -12,7 +11,7 @@ import numpy as np
 from dffcore.core.components import Reader, ReadRequest
 from dffcore.core.data import FocalStack
 from dffcore.core.errors import DffError
-from dffcore.io.images import max_pixels
+from dffcore.io.images import decode_files, max_pixels
 from dffcore.io.stack import LazyFrames
 
 
@@ -53,18 +52,27 @@ class Raw(Reader):
         if not paths:
             return FocalStack(np.empty((0, 1, 1, 3), np.uint16), [])
         limit = max_pixels()
+
+        def decode_one(path: Path) -> np.ndarray:
+            return _decode(rawpy, path, limit)
+
         if request.lazy:
-            first = _decode(rawpy, paths[0], limit)  # the shape and dtype; not kept
+
+            def one(k: int) -> np.ndarray:
+                files = decode_files([paths[k]], decode_one, 1, request.allow_corrupt)
+                return next(files)
+
+            first = one(0)  # the shape and dtype; not kept
 
             def decode(k: int, shape: tuple[int, ...] = first.shape) -> np.ndarray:
-                return _like(_decode(rawpy, paths[k], limit), paths, k, shape)
+                return _like(one(k), paths, k, shape)
 
             frames: np.ndarray | LazyFrames = LazyFrames(
                 (len(paths), *first.shape), first.dtype, decode
             )
             del first
         else:
-            frames = _decode_all(rawpy, paths, limit, request)
+            frames = _decode_all(decode_one, paths, request)
         # focus distances: a sidecar in the folder, else EXIF, as for JPEG frames
         return FocalStack(frames, paths)
 
@@ -113,23 +121,11 @@ def _like(img: np.ndarray, paths: list[Path], k: int, shape: tuple[int, ...]) ->
     return img
 
 
-def _decoded(rawpy: ModuleType, paths: list[Path], limit: int, jobs: int) -> Iterator[np.ndarray]:
-    """The frames in order, ``jobs`` decoded at a time (LibRaw releases the GIL)."""
-    if jobs <= 1 or len(paths) == 1:
-        for p in paths:
-            yield _decode(rawpy, p, limit)
-        return
-    with ThreadPoolExecutor(jobs) as pool:
-        for start in range(0, len(paths), jobs):  # at most `jobs` frames held ahead
-            chunk = [pool.submit(_decode, rawpy, p, limit) for p in paths[start : start + jobs]]
-            for future in chunk:
-                yield future.result()
-
-
 def _decode_all(
-    rawpy: ModuleType, paths: list[Path], limit: int, request: ReadRequest
+    decode: Callable[[Path], np.ndarray], paths: list[Path], request: ReadRequest
 ) -> np.ndarray:
-    images = _decoded(rawpy, paths, limit, max(1, request.jobs))
+    # LibRaw releases the GIL: ``jobs`` frames at a time; what it prints marks a frame corrupt
+    images = decode_files(paths, decode, request.jobs, request.allow_corrupt)
     first = next(images)
     frames = np.empty((len(paths), *first.shape), first.dtype)
     frames[0] = first

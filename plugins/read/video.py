@@ -39,8 +39,10 @@ class _Capture:
     def __init__(self, path: Path, allow_corrupt: bool) -> None:
         self.path = path
         self.allow_corrupt = allow_corrupt
+        # FFmpeg only (never an image-sequence pattern), decoding on the calling thread:
+        # a decoder thread of FFmpeg's own would print its complaints outside the capture
         with captured_stderr() as said:
-            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)  # never an image-sequence pattern
+            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
         if not cap.isOpened():
             reason = "an empty file" if _empty(path) else _first_line(said, ffmpeg_only=True)
             raise DffError(
@@ -84,7 +86,12 @@ class _Capture:
         logger.warning("%s: frame %d is corrupt, used anyway: %s", self.path, k, reason)
 
     def release(self) -> None:
-        self.cap.release()
+        """Close the capture; FFmpeg may decode what it buffered and complain about it
+        while closing: that is captured too (and only logged: the frames were judged)."""
+        with captured_stderr() as said:
+            self.cap.release()
+        if said and said[0].strip():
+            logger.debug("%s: while closing: %s", self.path, _first_line(said))
 
 
 def _first_line(said: list[str], *, ffmpeg_only: bool = False) -> str:
