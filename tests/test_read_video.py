@@ -128,13 +128,27 @@ def test_a_frame_selection_runs_from_the_command_line(
     assert index.shape == (96, 128) and index.max() <= 5
 
 
-def test_lazy_frames_equal_the_frames_in_memory(videos: dict[str, Path], tmp_path: Path) -> None:
+def test_lazy_frames_equal_the_frames_in_memory(
+    videos: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dffcore_plugins.read import video
+
+    decoded = []
+    retrieve = video._Capture.retrieve
+
+    def counted(self: video._Capture) -> np.ndarray:
+        decoded.append(self.position - 1)
+        return retrieve(self)
+
+    monkeypatch.setattr(video._Capture, "retrieve", counted)
     eager = read_stack(videos["mp4"], reverse=True)
+    decoded.clear()
     lazy = read_stack(videos["mp4"], lazy=True, reverse=True)
     assert isinstance(lazy.frames, LazyFrames) and lazy.frames.shape == eager.frames.shape
     for order in (range(N_FRAMES), range(N_FRAMES), [5, 2, 11, 11, 0]):  # forward, again, back
         for k in order:
             np.testing.assert_array_equal(lazy.frames[k], eager.frames[k])
+    assert sorted(decoded) == list(range(N_FRAMES))  # each frame decoded once, in any order
     runs = {}
     for name, extra in (("memory", ["--memory", "1GB"]), ("whole", [])):
         out = tmp_path / name

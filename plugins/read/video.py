@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 import threading
 from pathlib import Path
 
@@ -124,10 +125,11 @@ class Video(Reader):
     frame count is a hint that is checked). Videos carry no focus distances: give
     ``--focus-distances`` for metric depth. ``metadata`` gets ``fps``, ``frame_count``
     (frames in the file) and ``codec`` (the FourCC). A memory-bounded run (``--memory``)
-    keeps one capture open and reads forward, reopening the file when an earlier frame
-    is asked for. A frame above the pixel limit (:func:`dffcore.io.images.max_pixels`)
-    is refused before decoding; decoder warnings are errors naming the frame unless
-    corrupt frames are allowed (``--allow-corrupt``).
+    decodes each frame once, in order, and keeps the selected ones in an unnamed
+    temporary file for the engine's second pass (and for a reversed stack). A frame
+    above the pixel limit (:func:`dffcore.io.images.max_pixels`) is refused before
+    decoding; decoder warnings are errors naming the frame unless corrupt frames are
+    allowed (``--allow-corrupt``).
     """
 
     name = "video"
@@ -147,7 +149,7 @@ class Video(Reader):
             _check_size(path, cap)
             sel = request.frames
             total: int | None = None
-            if request.lazy or _from_end(sel):  # indices must be exact: count, then reopen
+            if request.lazy or _from_end(sel):  # indices must be exact: count, then open again
                 total = _count(cap)
                 cap.release()
                 cap = _Capture(path, allow)
@@ -237,41 +239,65 @@ def _same_size(frame: np.ndarray, first: np.ndarray | None, cap: _Capture, k: in
     return frame
 
 
-def _frame_at(cap: _Capture, k: int) -> np.ndarray:
-    """Frame ``k``, stepping forward to it over the frames before it."""
-    while cap.position <= k:
-        if not cap.grab():
-            raise DffError(
-                f"{cap.path}: frame {k} cannot be read: the video ends after {cap.position} frames"
-            )
-    return cap.retrieve()
-
-
 class _Forward:
-    """Decodes frames ``indices`` of a video on demand with one capture reading forward;
-    an earlier frame than the last one reopens the file. Thread-safe."""
+    """Decodes frames ``indices`` of a video on demand, thread-safe, in one forward pass.
+
+    A video can only be read forwards: frames are decoded in order as they are asked for,
+    and each selected frame decoded on the way is also written to an unnamed temporary
+    file (the disk holds the frames, the memory one at a time), from which a frame asked
+    for again, or after a later one (a reversed stack reads backwards), is read back. So
+    every frame is decoded once, whatever the order of the requests.
+    """
 
     def __init__(self, cap: _Capture, indices: list[int]) -> None:
         self.cap = cap
         self.indices = indices
+        self.wanted = set(indices)
         self.lock = threading.Lock()
-        self.first = _frame_at(cap, indices[0])
-        self.last = (indices[0], self.first)
+        self.spool = tempfile.TemporaryFile()  # removed when closed, even after a crash
+        self.slots: dict[int, int] = {}  # source frame -> its slot in the spool
+        self.first = self._next_until(indices[0])
+        self.shape, self.dtype = self.first.shape, self.first.dtype
+
+    def _put(self, k: int, frame: np.ndarray) -> None:
+        self.spool.seek(len(self.slots) * frame.nbytes)
+        self.spool.write(np.ascontiguousarray(frame).tobytes())
+        self.slots[k] = len(self.slots)
+
+    def _get(self, k: int) -> np.ndarray:
+        size = int(np.prod(self.shape)) * self.dtype.itemsize
+        self.spool.seek(self.slots[k] * size)
+        data = self.spool.read(size)
+        return np.frombuffer(data, self.dtype).reshape(self.shape).copy()
+
+    def _next_until(self, k: int) -> np.ndarray:
+        """Read forward to frame ``k``, spooling the selected frames passed on the way."""
+        frame = None
+        while self.cap.position <= k:
+            at = self.cap.position
+            if not self.cap.grab():
+                raise DffError(
+                    f"{self.cap.path}: frame {k} cannot be read: the video ends after "
+                    f"{self.cap.position} frames"
+                )
+            if at in self.wanted:
+                frame = self.cap.retrieve()
+                if self.slots:
+                    frame = _same_size(frame, self.first, self.cap, at)
+                self._put(at, frame)
+        assert frame is not None
+        return frame
 
     def __call__(self, j: int) -> np.ndarray:
         k = self.indices[j]
         with self.lock:
-            if self.last[0] == k:
-                return self.last[1].copy()
-            if self.cap.position > k:  # an earlier frame: start again from the beginning
-                self.cap.release()
-                self.cap = _Capture(self.cap.path, self.cap.allow_corrupt)
-            frame = _same_size(_frame_at(self.cap, k), self.first, self.cap, k)
-            self.last = (k, frame)
-            return frame.copy()
+            if k in self.slots:
+                return self._get(k)
+            return self._next_until(k)
 
     def __del__(self) -> None:
         self.cap.release()
+        self.spool.close()
 
 
 def _lazy(cap: _Capture, indices: list[int]) -> LazyFrames:
@@ -280,4 +306,4 @@ def _lazy(cap: _Capture, indices: list[int]) -> LazyFrames:
         cap.release()
         return LazyFrames((0, 1, 1, 3), np.uint8, lambda k: np.empty((1, 1, 3), np.uint8))
     forward = _Forward(cap, indices)
-    return LazyFrames((len(indices), *forward.first.shape), forward.first.dtype, forward)
+    return LazyFrames((len(indices), *forward.shape), forward.dtype, forward)
