@@ -245,3 +245,13 @@ def test_api_runs_with_an_explicit_registry(synth_dir: Path) -> None:
     spec = load_spec({"focus": "lap2"}, registry=reg)
     run = run_pipeline(spec, read_stack(synth_dir))
     assert run.result.index.shape == (96, 128)
+
+
+def test_parameter_types_read_as_python_writes_them() -> None:
+    from typing import Literal
+
+    from dffcore.core.registry import type_name
+
+    assert type_name(int | None) == "int | None"
+    assert type_name(Literal["sift", "orb"]) == "'sift' | 'orb'"
+    assert type_name(list[int]) == "list[int]"

@@ -348,7 +348,10 @@ class Registry:
 
 
 def type_name(annotation: Any) -> str:
-    """Readable type of a parameter: ``int``, ``'sift' | 'orb'``, ``'first' | int``."""
+    """Readable type of a parameter: ``int``, ``'sift' | 'orb'``, ``'first' | int``,
+    ``int | None``, ``list[tuple[int, 1 | 3]]``."""
+    if annotation is type(None):
+        return "None"
     args = typing.get_args(annotation)
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
@@ -357,6 +360,9 @@ def type_name(annotation: Any) -> str:
         return type_name(args[0])
     if args and origin in (typing.Union, types.UnionType):
         return " | ".join(type_name(a) for a in args)
+    if args and origin is not None:  # list[tuple[int, int]]
+        inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
 
 
