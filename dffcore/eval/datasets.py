@@ -254,17 +254,10 @@ def _stack_file(folder: Path) -> Path | None:
     named = [p for p in _files(folder) if p.name.lower().startswith("stack.")]
     if not named:
         return None
-    from dffcore.core.registry import default_registry
-    from dffcore.io.readers import choose_reader
+    from dffcore.io.readers import installed_readers, is_stack_file
 
-    readers = default_registry().readers()
-    found = []
-    for path in named:
-        try:
-            choose_reader(path, readers)
-        except DffError:
-            continue
-        found.append(path)
+    readers = installed_readers()
+    found = [path for path in named if is_stack_file(path, readers)]
     return found[0] if len(found) == 1 else None
 
 

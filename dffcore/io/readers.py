@@ -87,13 +87,55 @@ class ReaderChoice:
     paths: list[Path]
 
 
+#: (name, file-name endings, container) of each reader, as
+#: :meth:`dffcore.core.registry.Registry.readers` gives them
+Readers = list[tuple[str, tuple[str, ...], bool]]
+
+
+def installed_readers() -> Readers:
+    """The readers of the default registry (from the plugin index: nothing imported)."""
+    from dffcore.core.registry import default_registry
+
+    return default_registry().readers()
+
+
+def check_reader_name(name: str, readers: Readers, option: str = "") -> None:
+    """A :class:`DffError` unless ``name`` is one of ``readers`` (``option``: how the
+    user gave it, e.g. ``--reader``, to name it in the error)."""
+    names = sorted(r[0] for r in readers)
+    if name not in names:
+        where = f"{option} {name}: unknown reader" if option else f"unknown reader '{name}'"
+        raise DffError(
+            f"{where}.{did_you_mean(name, names)} Available: {', '.join(names) or '(none)'}"
+        )
+
+
+def container_endings(readers: Readers) -> list[str]:
+    """The file-name endings of the readers that take one file as a whole stack."""
+    return sorted({s for _, suffixes, container in readers if container for s in suffixes})
+
+
+def ending_length(path: Path, readers: Readers) -> int:
+    """Length of the longest reader ending that ``path``'s name ends with (0: none)."""
+    return max((_matches(path, suffixes) for _, suffixes, _ in readers), default=0)
+
+
+def is_stack_file(path: Path, readers: Readers | None = None, forced: str | None = None) -> bool:
+    """Whether ``path`` is a file that a container reader takes as a whole stack."""
+    try:
+        choose_reader(path, readers, forced)
+    except DffError:
+        return False
+    return True
+
+
 def _matches(path: Path, suffixes: Sequence[str]) -> int:
     """Length of the longest of ``suffixes`` that ``path``'s name ends with (0: none)."""
     name = path.name.lower()
     return max((len(s) for s in suffixes if name.endswith(s)), default=0)
 
 
-def _best(path: Path, readers: list[tuple[str, tuple[str, ...], bool]]) -> str | None:
+def _best(path: Path, readers: Readers) -> str | None:
     scored = [(_matches(path, suffixes), name) for name, suffixes, _ in readers]
     length, name = max(scored, default=(0, ""))
     return name if length else None
@@ -124,20 +166,16 @@ def _listed(source: str | Path | Sequence[str | Path]) -> tuple[list[Path], str]
 
 def choose_reader(
     source: str | Path | Sequence[str | Path],
-    readers: list[tuple[str, tuple[str, ...], bool]],
+    readers: Readers | None = None,
     forced: str | None = None,
 ) -> ReaderChoice:
-    """Which reader reads ``source`` (``readers``: name, suffixes, container, as
-    :meth:`dffcore.core.registry.Registry.readers` gives them; ``forced``: a reader's
-    name). Image files come first in a folder that also holds frames a reader reads (RAW
-    next to JPEG): those are logged, a glob picks them."""
+    """Which reader reads ``source`` (``readers``: default :func:`installed_readers`;
+    ``forced``: a reader's name). Image files come first in a folder that also holds
+    frames a reader reads (RAW next to JPEG): those are logged, a glob picks them."""
+    readers = installed_readers() if readers is None else readers
     by_name = {name: (suffixes, container) for name, suffixes, container in readers}
-    if forced is not None and forced not in by_name:
-        choices = sorted(by_name)
-        raise DffError(
-            f"unknown reader '{forced}'.{did_you_mean(forced, choices)} "
-            f"Available: {', '.join(choices) or '(none)'}"
-        )
+    if forced is not None:
+        check_reader_name(forced, readers)
     listed = _listed(source)
     containers = [r for r in readers if r[2]]
     per_frame = [r for r in readers if not r[2]]
@@ -146,10 +184,10 @@ def choose_reader(
         name = forced or _best(path, containers)
         if name is not None and by_name[name][1]:
             return ReaderChoice(name, [path])
-        endings = sorted({s for _, suffixes, _ in containers for s in suffixes})
         raise DffError(
             f"{path}: is a single file that no reader takes as a whole stack; a focal stack "
-            f"is a folder of 2 or more images, or one file ending in {', '.join(endings)}"
+            f"is a folder of 2 or more images, or one file ending in "
+            f"{', '.join(container_endings(readers))}"
         )
     files, where = listed
     if forced is not None:

@@ -22,7 +22,7 @@ from dffcore.core.data import FocalStack, FocusUnit
 from dffcore.core.errors import DffError
 from dffcore.io.exif import exif_focus_distance
 from dffcore.io.images import check_frame_sizes, read_image, read_images
-from dffcore.io.readers import choose_reader, make_reader, parse_frames
+from dffcore.io.readers import choose_reader, installed_readers, make_reader, parse_frames
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +39,10 @@ def list_frames(source: str | Path | Sequence[str | Path]) -> list[Path]:
     """The files of a stack source in reading order: a folder's or glob's frames (image
     files, else the frames a reader reads, such as RAW photos) in natural order, a list
     as given, or the one file that holds a whole stack (a z-stack TIFF, a video)."""
-    choice = choose_reader(source, _readers())
+    choice = choose_reader(source)
     if isinstance(source, (list, tuple)):
         return choice.paths
     return sorted(choice.paths, key=natural_key)
-
-
-def _readers() -> list[tuple[str, tuple[str, ...], bool]]:
-    from dffcore.core.registry import default_registry
-
-    return default_registry().readers()
 
 
 def read_focus_distances(
@@ -304,7 +298,7 @@ def read_stack(
     """
     selection = parse_frames(frames)
     threads = jobs or os.cpu_count() or 1  # decoding, at most one frame a thread ahead
-    readers = _readers()
+    readers = installed_readers()
     choice = choose_reader(source, readers, reader)
     paths = choice.paths
     if not isinstance(source, (list, tuple)):

@@ -13,8 +13,15 @@ import glob as globmod
 from collections.abc import Sequence
 from pathlib import Path
 
-from dffcore.core.errors import DffError, did_you_mean
-from dffcore.io.readers import choose_reader
+from dffcore.core.errors import DffError
+from dffcore.io.readers import (
+    Readers,
+    check_reader_name,
+    container_endings,
+    ending_length,
+    installed_readers,
+    is_stack_file,
+)
 from dffcore.io.stack import natural_key
 
 
@@ -30,12 +37,9 @@ def collect_stacks(sources: Sequence[str | Path], reader: str | None = None) -> 
     a missing folder or file, a file no reader takes, a pattern that matches no stack, or
     an empty list.
     """
-    readers = _readers()
-    if reader is not None and reader not in (names := [r[0] for r in readers]):
-        raise DffError(
-            f"--reader {reader}: unknown reader.{did_you_mean(reader, names)} "
-            f"Available: {', '.join(sorted(names)) or '(none)'}"
-        )
+    readers = installed_readers()
+    if reader is not None:
+        check_reader_name(reader, readers, "--reader")
     found: list[Path] = []
     for source in sources:
         text = str(source)
@@ -51,26 +55,7 @@ def collect_stacks(sources: Sequence[str | Path], reader: str | None = None) -> 
     return list(unique.values())
 
 
-def _readers() -> list[tuple[str, tuple[str, ...], bool]]:
-    from dffcore.core.registry import default_registry
-
-    return default_registry().readers()
-
-
-def _is_stack_file(
-    path: Path, readers: list[tuple[str, tuple[str, ...], bool]], reader: str | None
-) -> bool:
-    """Whether ``path`` is a file that a container reader takes as a whole stack."""
-    try:
-        choose_reader(path, readers, reader)
-    except DffError:
-        return False
-    return True
-
-
-def _read_list(
-    path: Path, readers: list[tuple[str, tuple[str, ...], bool]], reader: str | None
-) -> list[Path]:
+def _read_list(path: Path, readers: Readers, reader: str | None) -> list[Path]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -93,26 +78,26 @@ def _read_list(
 def _expand(
     text: str,
     label: str,
-    readers: list[tuple[str, tuple[str, ...], bool]],
+    readers: Readers,
     reader: str | None,
 ) -> list[Path]:
     if any(c in text for c in "*?["):
         matches = [
             p
             for p in map(Path, globmod.glob(text))
-            if p.is_dir() or (p.is_file() and _is_stack_file(p, readers, reader))
+            if p.is_dir() or (p.is_file() and is_stack_file(p, readers, reader))
         ]
         if not matches:
             raise DffError(f"{label}: the pattern matches no folders or stack files")
         return sorted(matches, key=lambda p: natural_key(str(p)))
     path = Path(text)
-    if path.is_dir() or (path.is_file() and _is_stack_file(path, readers, reader)):
+    if path.is_dir() or (path.is_file() and is_stack_file(path, readers, reader)):
         return [path]
     if path.exists():
-        endings = sorted({s for _, suffixes, container in readers if container for s in suffixes})
+        endings = ", ".join(container_endings(readers)) or "(no reader installed)"
         raise DffError(
             f"{label}: is a file that no reader takes as a whole stack; a stack is a folder "
-            f"of images or one file ending in {', '.join(endings) or '(no reader installed)'}"
+            f"of images or one file ending in {endings}"
         )
     raise DffError(f"{label}: no such folder or file")
 
@@ -126,9 +111,7 @@ def stack_name(stack: str | Path) -> str:
     name = path.name or "stack"
     if not path.is_file():
         return name
-    lower = name.lower()
-    endings = [s for _, suffixes, _ in _readers() for s in suffixes if lower.endswith(s.lower())]
-    cut = max(map(len, endings), default=len(path.suffix))
+    cut = ending_length(path, installed_readers()) or len(path.suffix)
     stem = name[: len(name) - cut] or name
     return path.parent.name if stem.lower() == "stack" and path.parent.name else stem
 

@@ -31,6 +31,7 @@ from dffcore.core.components import Params, Reader, ReadRequest
 from dffcore.core.data import FocalStack
 from dffcore.core.errors import DffError
 from dffcore.io.images import allow_corrupt_default, max_pixels
+from dffcore.ops.convert import to_float32
 
 logger = logging.getLogger(__name__)
 
@@ -333,12 +334,11 @@ def _dtype(path: Path, dtype: np.dtype) -> tuple[np.dtype, Callable[[np.ndarray]
         return dtype, lambda a: a
     if dtype == np.bool_:
         return np.dtype(np.uint8), lambda a: a.astype(np.uint8) * np.uint8(255)
-    if np.issubdtype(dtype, np.floating):
-        return np.dtype(np.float32), lambda a: a.astype(np.float32)
-    if np.issubdtype(dtype, np.integer):
-        top = float(np.iinfo(dtype).max)
-        logger.info("%s: %s samples read as float32 scaled by 1/%g", path, dtype, top)
-        return np.dtype(np.float32), lambda a: (a.astype(np.float64) / top).astype(np.float32)
+    if np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer):
+        if np.issubdtype(dtype, np.integer):
+            top = float(np.iinfo(dtype).max)
+            logger.info("%s: %s samples read as float32 scaled by 1/%g", path, dtype, top)
+        return np.dtype(np.float32), to_float32  # the project's one conversion
     raise DffError(f"{path}: holds {dtype} samples; expected integer or floating-point grey or RGB")
 
 

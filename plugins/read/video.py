@@ -214,7 +214,10 @@ def _read_selected(
     else:
         start, stop, step = sel.start or 0, sel.stop, sel.step or 1
         expected = len(range(hint)[sel])
-    frames: list[np.ndarray] = []
+    # one (N,H,W,C) array of the expected size, filled in place (no list stacked at the
+    # end); grown only when the header's frame count was short
+    out: np.ndarray | None = None
+    n = 0
     reached: int | None = None
     while stop is None or cap.position < stop:
         k = cap.position
@@ -222,12 +225,19 @@ def _read_selected(
             reached = k
             break
         if k >= start and (k - start) % step == 0:
-            frames.append(_same_size(cap.retrieve(), frames[0] if frames else None, cap, k))
+            frame = cap.retrieve()
+            if out is None:
+                out = np.empty((max(expected, 1), *frame.shape), frame.dtype)
+            _same_size(frame, out[0] if n else None, cap, k)
+            if n == len(out):
+                out = np.concatenate([out, np.empty_like(out[: max(1, n // 2)])])
+            out[n] = frame
+            n += 1
             if request.progress is not None:
-                request.progress(len(frames), max(expected, len(frames)))
-    if not frames:
+                request.progress(n, max(expected, n))
+    if out is None:
         return np.empty((0, 1, 1, 3), np.uint8), reached
-    return np.stack(frames), reached
+    return out[:n], reached
 
 
 def _same_size(frame: np.ndarray, first: np.ndarray | None, cap: _Capture, k: int) -> np.ndarray:
